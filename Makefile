@@ -1,0 +1,90 @@
+# Tenantry: `make dev` sets everything up and serves on :8787; `make test` runs every test tier.
+# Only Rust, Node/npm and Python are assumed; every other tool is installed here, pinned.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+WORKER_BUILD_VERSION := 0.8.7
+# wasm-bindgen CLI must match the wasm-bindgen crate in Cargo.lock exactly.
+WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3); print $$3}' Cargo.lock)
+CARGO_BIN := $(HOME)/.cargo/bin
+STATE := .state
+PORT ?= 8787
+
+export WRANGLER_SEND_METRICS := false
+export WASM_BINDGEN_BIN := $(CARGO_BIN)/wasm-bindgen
+export ESBUILD_BIN := $(CURDIR)/node_modules/.bin/esbuild
+export WASM_OPT_BIN := $(CURDIR)/node_modules/.bin/wasm-opt
+WRANGLER := $(CURDIR)/node_modules/.bin/wrangler
+
+.PHONY: help tools build dev-vars migrate seed dev test unit integration check bench deploy-check clean
+
+help:
+	@echo "make dev    set up (tools, secrets, build, migrate, seed) and serve on http://localhost:$(PORT)"
+	@echo "make test   set up, then unit + integration tests against fresh local state"
+	@echo "make check  cargo fmt --check and clippy -D warnings"
+	@echo "make bench  bundle size and throughput ratios (writes bench/results/latest.json)"
+
+## tools: the pinned toolchain pieces, installed only when missing or at another version.
+tools:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@if ! $(CARGO_BIN)/worker-build --version 2>/dev/null | grep -q "$(WORKER_BUILD_VERSION)"; then \
+	  echo "installing worker-build $(WORKER_BUILD_VERSION) (once per machine, a few minutes)"; \
+	  cargo install worker-build --version $(WORKER_BUILD_VERSION) --locked; fi
+	@if ! $(WASM_BINDGEN_BIN) --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)"; then \
+	  echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION) (once per machine, a few minutes)"; \
+	  cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --force; fi
+	@if [ ! -x $(WRANGLER) ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+	  npm ci --no-audit --no-fund; fi
+
+## build: the release worker (build/worker/shim.mjs + wasm), offline.
+build: tools
+	$(CARGO_BIN)/worker-build --release
+
+dev-vars:
+	@python3 scripts/dev_vars.py .dev.vars
+
+migrate: tools
+	$(WRANGLER) d1 migrations apply DB --local --persist-to $(STATE)
+
+seed: dev-vars migrate
+	@mkdir -p $(STATE)
+	@python3 scripts/seed.py --vars .dev.vars > $(STATE)/seed.sql
+	@$(WRANGLER) d1 execute DB --local --persist-to $(STATE) --file $(STATE)/seed.sql > /dev/null
+	@echo "seeded demo data"
+
+dev: build seed
+	@set -a; . ./.dev.vars; set +a; \
+	echo ""; \
+	echo "Tenantry is starting on http://localhost:$(PORT)  (docs: http://localhost:$(PORT)/docs)"; \
+	echo "Development log-ins (local only; from .dev.vars):"; \
+	echo "  platform admin   $$ADMIN_EMAIL / $$ADMIN_PASSWORD"; \
+	echo "  agency client    owner@northwind.demo / $$DEMO_PASSWORD  (member@northwind.demo too)"; \
+	echo "  inbox tenant     owner@blueharbor.demo / $$DEMO_PASSWORD  (agent@blueharbor.demo too)"; \
+	echo "  shop tenant      owner@aldershop.demo / $$DEMO_PASSWORD"; \
+	echo ""
+	$(WRANGLER) dev --port $(PORT) --persist-to $(STATE) --test-scheduled
+
+## test: unit tests natively, then the integration suite against a worker it starts itself
+## (fresh --persist-to state in a temp dir, migrated and seeded by the harness).
+test: build dev-vars unit integration
+
+unit:
+	cargo test --lib
+
+integration:
+	cargo test --test api -- --test-threads 4
+
+check:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
+
+bench: build
+	node bench/run.mjs
+
+deploy-check: build
+	$(WRANGLER) deploy --dry-run --outdir build/dry-run
+
+clean:
+	rm -rf build target/wasm32-unknown-unknown $(STATE)

@@ -1,0 +1,55 @@
+//! The rate-limiter Durable Object: one instance per key (tenant, or client IP + e-mail).
+//! Its SQL storage calls are synchronous, so each read-modify-write below runs without an
+//! `await` in between and concurrent requests cannot lose updates.
+
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
+
+use crate::platform::clock;
+use crate::platform::ratelimit::{decide, CheckRequest, WindowState};
+
+#[durable_object]
+pub struct RateLimiter {
+    state: State,
+}
+
+impl DurableObject for RateLimiter {
+    fn new(state: State, _env: Env) -> Self {
+        state.storage().sql().exec(
+            "CREATE TABLE IF NOT EXISTS window (id INTEGER PRIMARY KEY CHECK (id = 1), \
+             window_start_ms INTEGER NOT NULL, count INTEGER NOT NULL, prev_count INTEGER NOT NULL)",
+            None,
+        )
+        .ok();
+        Self { state }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let check: CheckRequest = match req.json().await {
+            Ok(c) => c,
+            Err(_) => return Response::error("bad check request", 400),
+        };
+        let sql = self.state.storage().sql();
+        let current: Vec<WindowState> = sql
+            .exec(
+                "SELECT window_start_ms, count, prev_count FROM window WHERE id = 1",
+                None,
+            )?
+            .to_array()?;
+        let (next, decision) = decide(
+            current.into_iter().next().unwrap_or_default(),
+            clock::now_ms(),
+            check,
+        );
+        sql.exec(
+            "INSERT INTO window (id, window_start_ms, count, prev_count) VALUES (1, ?, ?, ?) \
+             ON CONFLICT(id) DO UPDATE SET window_start_ms = excluded.window_start_ms, \
+             count = excluded.count, prev_count = excluded.prev_count",
+            vec![
+                next.window_start_ms.into(),
+                (next.count as i64).into(),
+                (next.prev_count as i64).into(),
+            ],
+        )?;
+        Response::from_json(&decision)
+    }
+}

@@ -1,0 +1,336 @@
+//! Who is calling: a user with a session token, or a tenant API key. `authenticate` resolves
+//! the credentials against D1 on every request (so suspensions and revocations apply at once);
+//! `authorize` is the single place where a route's access rule is checked.
+
+use serde::Deserialize;
+use worker::{Env, Headers};
+
+use super::jwt::{self, TokenError};
+use super::roles::Role;
+use crate::args;
+use crate::http::error::{AppError, Result};
+use crate::http::router::{Access, Method};
+use crate::platform::clock;
+use crate::platform::config::{Config, Limits};
+use crate::platform::crypto::sha256_hex;
+use crate::platform::db::Db;
+
+pub const API_KEY_PREFIX: &str = "tnt_";
+
+#[derive(Debug, Clone)]
+pub struct ApiKeyCaller {
+    pub id: String,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub tenant_id: String,
+    pub role: Role,
+    pub plan: String,
+    /// Set for users (session tokens); `None` for API keys.
+    pub user_id: Option<String>,
+    pub email: Option<String>,
+    pub session_id: Option<String>,
+    pub api_key: Option<ApiKeyCaller>,
+}
+
+impl Principal {
+    /// The scope idempotency keys and rate limits are kept under.
+    pub fn scope(&self) -> String {
+        format!("tenant:{}", self.tenant_id)
+    }
+
+    pub fn rate_limit_per_minute(&self, limits: &Limits) -> u32 {
+        if self.role == Role::PlatformAdmin {
+            limits.platform
+        } else {
+            limits.per_minute(&self.plan)
+        }
+    }
+
+    pub fn is_platform_admin(&self) -> bool {
+        self.role == Role::PlatformAdmin && self.api_key.is_none()
+    }
+
+    /// The user id, for routes that need a user (session) rather than a key.
+    pub fn user_id(&self) -> Result<&str> {
+        self.user_id.as_deref().ok_or_else(|| {
+            AppError::Forbidden(
+                "forbidden",
+                "This route needs a user session, not an API key.".into(),
+            )
+        })
+    }
+}
+
+fn unauthorized(code: &'static str, detail: &str) -> AppError {
+    AppError::Unauthorized(code, detail.into())
+}
+
+/// The bearer credential from `Authorization: Bearer …` or `X-API-Key`.
+pub fn credential(headers: &Headers) -> Option<String> {
+    if let Ok(Some(auth)) = headers.get("Authorization") {
+        let mut parts = auth.trim().splitn(2, ' ');
+        if let (Some(scheme), Some(value)) = (parts.next(), parts.next()) {
+            if scheme.eq_ignore_ascii_case("bearer") && !value.trim().is_empty() {
+                return Some(value.trim().to_string());
+            }
+        }
+    }
+    headers
+        .get("X-API-Key")
+        .ok()
+        .flatten()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+#[derive(Deserialize)]
+struct SessionRow {
+    email: String,
+    role: String,
+    status: String,
+    tenant_id: String,
+    tenant_status: String,
+    tenant_deleted_at: Option<String>,
+    plan: String,
+    session_revoked_at: Option<String>,
+    session_expires_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct KeyRow {
+    id: String,
+    tenant_id: String,
+    scopes: String,
+    expires_at: Option<String>,
+    last_used_at: Option<String>,
+    tenant_status: String,
+    tenant_deleted_at: Option<String>,
+    plan: String,
+}
+
+pub async fn authenticate(
+    env: &Env,
+    config: &Config,
+    headers: &Headers,
+    now_ms: i64,
+) -> Result<Principal> {
+    let token = credential(headers)
+        .ok_or_else(|| unauthorized("unauthorized", "Send `Authorization: Bearer <token>`."))?;
+    let db = Db::from_env(env)?;
+    if token.starts_with(API_KEY_PREFIX) {
+        return authenticate_key(&db, &token, now_ms).await;
+    }
+    let claims = jwt::verify(
+        &config.jwt_secret,
+        &token,
+        &config.jwt_issuer,
+        &config.jwt_audience,
+        now_ms,
+    )
+    .map_err(|e| match e {
+        TokenError::Expired => unauthorized("token_expired", "The access token has expired."),
+        _ => unauthorized("invalid_token", "The access token is not valid."),
+    })?;
+    let row: SessionRow = db
+        .one(
+            "SELECT u.email, u.role, u.status, u.tenant_id, t.status AS tenant_status, \
+             t.deleted_at AS tenant_deleted_at, t.plan, s.revoked_at AS session_revoked_at, \
+             s.expires_at AS session_expires_at \
+             FROM users u JOIN tenants t ON t.id = u.tenant_id \
+             LEFT JOIN sessions s ON s.id = ?2 AND s.user_id = u.id \
+             WHERE u.id = ?1",
+            &args![claims.sub.as_str(), claims.sid.as_str()],
+        )
+        .await?
+        .ok_or_else(|| unauthorized("invalid_token", "The access token is not valid."))?;
+    let now = clock::rfc3339(now_ms);
+    let session_live = row.session_revoked_at.is_none()
+        && row
+            .session_expires_at
+            .as_deref()
+            .is_some_and(|e| e > now.as_str());
+    if !session_live || row.tenant_id != claims.tenant || row.status == "deleted" {
+        return Err(unauthorized(
+            "invalid_token",
+            "The session has ended; log in again.",
+        ));
+    }
+    if row.status != "active" || row.tenant_status == "suspended" || row.tenant_deleted_at.is_some()
+    {
+        return Err(AppError::Forbidden(
+            "account_suspended",
+            "This account or its organisation is suspended.".into(),
+        ));
+    }
+    Ok(Principal {
+        tenant_id: row.tenant_id,
+        role: Role::parse(&row.role).unwrap_or(Role::Member),
+        plan: row.plan,
+        user_id: Some(claims.sub),
+        email: Some(row.email),
+        session_id: Some(claims.sid),
+        api_key: None,
+    })
+}
+
+async fn authenticate_key(db: &Db, key: &str, now_ms: i64) -> Result<Principal> {
+    let row: KeyRow = db
+        .one(
+            "SELECT k.id, k.tenant_id, k.scopes, k.expires_at, k.last_used_at, \
+             t.status AS tenant_status, t.deleted_at AS tenant_deleted_at, t.plan \
+             FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+             WHERE k.key_hash = ?1 AND k.revoked_at IS NULL",
+            &args![sha256_hex(key.as_bytes())],
+        )
+        .await?
+        .ok_or_else(|| unauthorized("invalid_api_key", "The API key is not valid."))?;
+    let now = clock::rfc3339(now_ms);
+    if row.expires_at.as_deref().is_some_and(|e| e <= now.as_str()) {
+        return Err(unauthorized("invalid_api_key", "The API key has expired."));
+    }
+    if row.tenant_status == "suspended" || row.tenant_deleted_at.is_some() {
+        return Err(AppError::Forbidden(
+            "account_suspended",
+            "This organisation is suspended.".into(),
+        ));
+    }
+    // Touch `last_used_at` at most once a minute: a write per request would cost a round trip.
+    let stale = row
+        .last_used_at
+        .as_deref()
+        .is_none_or(|t| clock::parse_time(t).is_none_or(|ms| now_ms - ms > 60_000));
+    if stale {
+        db.run(
+            "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
+            &args![row.id.as_str(), now],
+        )
+        .await?;
+    }
+    let scopes: Vec<String> = serde_json::from_str(&row.scopes).unwrap_or_default();
+    let role = if scopes.iter().any(|s| s == "admin") {
+        Role::Admin
+    } else {
+        Role::Agent
+    };
+    Ok(Principal {
+        tenant_id: row.tenant_id,
+        role,
+        plan: row.plan,
+        user_id: None,
+        email: None,
+        session_id: None,
+        api_key: Some(ApiKeyCaller { id: row.id, scopes }),
+    })
+}
+
+/// The access rule of a route, applied to the caller. The one place roles are checked.
+pub fn authorize(access: Access, p: &Principal, method: Method) -> Result<()> {
+    let forbid = |detail: &str| Err(AppError::Forbidden("forbidden", detail.into()));
+    if let Some(key) = &p.api_key {
+        let has = |s: &str| key.scopes.iter().any(|k| k == s);
+        let scoped = if method.is_read() {
+            has("read") || has("write") || has("admin")
+        } else {
+            has("write") || has("admin")
+        };
+        if !scoped {
+            return forbid("The API key's scopes do not allow this request.");
+        }
+        if matches!(access, Access::Session | Access::PlatformAdmin) {
+            return forbid("This route needs a user session, not an API key.");
+        }
+    }
+    let ok = match access {
+        Access::Public | Access::Session | Access::User => true,
+        Access::Agent => p.role.at_least(Role::Agent),
+        Access::TenantAdmin => p.role.at_least(Role::Admin),
+        Access::PlatformAdmin => p.is_platform_admin(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        forbid("Your role does not allow this request.")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(role: Role) -> Principal {
+        Principal {
+            tenant_id: "ten_1".into(),
+            role,
+            plan: "free".into(),
+            user_id: Some("usr_1".into()),
+            email: Some("a@b.io".into()),
+            session_id: Some("ses_1".into()),
+            api_key: None,
+        }
+    }
+
+    fn key(scopes: &[&str]) -> Principal {
+        Principal {
+            role: if scopes.contains(&"admin") {
+                Role::Admin
+            } else {
+                Role::Agent
+            },
+            user_id: None,
+            email: None,
+            session_id: None,
+            api_key: Some(ApiKeyCaller {
+                id: "key_1".into(),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            }),
+            ..user(Role::Member)
+        }
+    }
+
+    #[test]
+    fn roles_gate_routes() {
+        assert!(authorize(Access::User, &user(Role::Member), Method::Get).is_ok());
+        assert!(authorize(Access::TenantAdmin, &user(Role::Member), Method::Get).is_err());
+        assert!(authorize(Access::TenantAdmin, &user(Role::Admin), Method::Post).is_ok());
+        assert!(authorize(Access::Agent, &user(Role::Member), Method::Get).is_err());
+        assert!(authorize(Access::PlatformAdmin, &user(Role::Owner), Method::Get).is_err());
+        assert!(authorize(
+            Access::PlatformAdmin,
+            &user(Role::PlatformAdmin),
+            Method::Get
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn api_keys_are_bounded_by_scopes() {
+        assert!(authorize(Access::User, &key(&["read"]), Method::Get).is_ok());
+        assert!(authorize(Access::User, &key(&["read"]), Method::Post).is_err());
+        assert!(authorize(Access::User, &key(&["write"]), Method::Post).is_ok());
+        assert!(authorize(Access::TenantAdmin, &key(&["write"]), Method::Post).is_err());
+        assert!(authorize(Access::TenantAdmin, &key(&["admin"]), Method::Post).is_ok());
+        assert!(authorize(Access::Session, &key(&["admin"]), Method::Get).is_err());
+        assert!(authorize(Access::PlatformAdmin, &key(&["admin"]), Method::Get).is_err());
+    }
+
+    #[test]
+    fn plan_sets_the_budget() {
+        let limits = Limits {
+            free: 100,
+            starter: 300,
+            pro: 1000,
+            premium_custom: 3000,
+            platform: 5000,
+            auth_attempts: 5,
+            auth_window_secs: 900,
+        };
+        assert_eq!(user(Role::Owner).rate_limit_per_minute(&limits), 100);
+        assert_eq!(
+            user(Role::PlatformAdmin).rate_limit_per_minute(&limits),
+            5000
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! The OpenAPI 3.1 document, generated from the route table (so every route is in it) and the
+//! DTO types (utoipa derives), and `/docs`, a self-contained page that renders it.
+
+use serde_json::{json, Map, Value};
+use utoipa::{PartialSchema, ToSchema};
+
+use crate::handler;
+use crate::http::context::Ctx;
+use crate::http::error::Result;
+use crate::http::reply::Reply;
+use crate::http::router::{Access, Method, ResponseDoc, Route};
+use crate::platform::config::VERSION;
+
+pub fn routes() -> Vec<Route> {
+    let mut routes = Vec::new();
+    for (path, alias) in [("/openapi.json", false), ("/api/v1/openapi.json", true)] {
+        let r = Route::get(path, Access::Public, handler!(openapi))
+            .doc("operations", "This OpenAPI 3.1 document")
+            .raw(200, "application/json");
+        routes.push(if alias { r.alias() } else { r });
+    }
+    for (path, alias) in [("/docs", false), ("/api/v1/docs", true)] {
+        let r = Route::get(path, Access::Public, handler!(docs_page))
+            .doc(
+                "operations",
+                "A readable page rendering the OpenAPI document",
+            )
+            .raw(200, "text/html");
+        routes.push(if alias { r.alias() } else { r });
+    }
+    routes
+}
+
+macro_rules! schemas {
+    ($($t:ty),* $(,)?) => {
+        vec![$((<$t as ToSchema>::name().to_string(), serde_json::to_value(<$t as PartialSchema>::schema()).unwrap_or_default())),*]
+    };
+}
+
+fn component_schemas() -> Vec<(String, Value)> {
+    use crate::apikeys::{ApiKey, CreateApiKey, CreatedApiKey};
+    use crate::audit::routes::{ApiLog, AuditLog};
+    use crate::auth::model::*;
+    use crate::health::{Health, HealthChecks};
+    use crate::http::error::{FieldError, Problem};
+    use crate::tenants::model::{CreateTenant, Tenant, UpdateTenant};
+    use crate::tenants::CreateUser;
+    use crate::users::model::{UpdateUser, User};
+    schemas![
+        Problem,
+        FieldError,
+        Health,
+        HealthChecks,
+        RegisterRequest,
+        LoginRequest,
+        RefreshRequest,
+        LogoutRequest,
+        ChangePasswordRequest,
+        TokenResponse,
+        MeResponse,
+        User,
+        UpdateUser,
+        Tenant,
+        CreateTenant,
+        UpdateTenant,
+        CreateUser,
+        ApiKey,
+        CreateApiKey,
+        CreatedApiKey,
+        AuditLog,
+        ApiLog,
+    ]
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn problem(description: &str) -> Value {
+    json!({
+        "description": description,
+        "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}},
+        "content": {"application/problem+json": {"schema": schema_ref("Problem")}}
+    })
+}
+
+fn success(route: &Route) -> (String, Value) {
+    let headers = json!({"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}});
+    match route.response {
+        ResponseDoc::Data(status, schema) => {
+            let mut headers = headers;
+            if status == 201 || status == 202 {
+                headers["Location"] =
+                    json!({"schema": {"type": "string"}, "description": "URL of the new resource"});
+            }
+            (
+                status.to_string(),
+                json!({
+                    "description": "Success",
+                    "headers": headers,
+                    "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["data"],
+                        "properties": {"data": schema_ref(schema)}
+                    }}}
+                }),
+            )
+        }
+        ResponseDoc::List(schema) => (
+            "200".into(),
+            json!({
+                "description": "A page of results",
+                "headers": headers,
+                "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["data", "next_cursor"],
+                    "properties": {
+                        "data": {"type": "array", "items": schema_ref(schema)},
+                        "next_cursor": {"type": ["string", "null"]}
+                    }
+                }}}
+            }),
+        ),
+        ResponseDoc::NoContent => (
+            "204".into(),
+            json!({"description": "Done", "headers": headers}),
+        ),
+        ResponseDoc::Raw(status, content_type) => (
+            status.to_string(),
+            json!({"description": "Success", "headers": headers, "content": {content_type: {"schema": {}}}}),
+        ),
+    }
+}
+
+fn operation(route: &Route) -> Value {
+    let mut params: Vec<Value> = route
+        .param_names()
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    for q in route.query {
+        let mut schema = json!({"type": q.ty});
+        if !q.enumeration.is_empty() {
+            schema["enum"] = json!(q.enumeration);
+        }
+        if q.name == "limit" {
+            schema["minimum"] = json!(1);
+            schema["maximum"] = json!(100);
+        }
+        params.push(json!({"name": q.name, "in": "query", "required": false, "description": q.description, "schema": schema}));
+    }
+    if route.idempotent {
+        params.push(json!({
+            "name": "Idempotency-Key", "in": "header", "required": false,
+            "description": "Replays the first response for 24 h; reuse with another body is 422.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255}
+        }));
+    }
+    let mut responses = Map::new();
+    let (code, ok) = success(route);
+    responses.insert(code, ok);
+    let public = route.access == Access::Public;
+    if !route.query.is_empty() || route.request.is_some() || route.param_names().next().is_some() {
+        responses.insert("400".into(), problem("The request could not be read"));
+        responses.insert(
+            "422".into(),
+            problem("Invalid input; `errors` names the fields"),
+        );
+    }
+    if !public {
+        responses.insert(
+            "401".into(),
+            problem("Missing, invalid or expired credentials"),
+        );
+        responses.insert(
+            "403".into(),
+            problem("The caller's role or scopes do not allow this"),
+        );
+        responses.insert(
+            "429".into(),
+            problem("Rate limit exceeded; see Retry-After"),
+        );
+    }
+    if route.param_names().next().is_some() {
+        responses.insert(
+            "404".into(),
+            problem("No such resource in the caller's tenant"),
+        );
+    }
+    if route.method != Method::Get {
+        responses.insert("409".into(), problem("Conflicts with the current state"));
+    }
+    if route.request.is_some() {
+        responses.insert("413".into(), problem("The body is too large"));
+        responses.insert("415".into(), problem("The body is not application/json"));
+    }
+    responses.insert("default".into(), problem("An error (problem+json)"));
+
+    let mut op = json!({
+        "tags": [route.tag],
+        "summary": route.summary,
+        "operationId": format!("{}{}", route.method.as_str().to_lowercase(), route.path.replace(['/', ':', '-', '.'], "_")),
+        "parameters": params,
+        "responses": responses,
+    });
+    if public {
+        op["security"] = json!([]);
+    }
+    if let Some(schema) = route.request {
+        op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema_ref(schema)}}});
+    }
+    op
+}
+
+/// Converts `/users/:id` to `/users/{id}`.
+pub fn openapi_path(path: &str) -> String {
+    path.split('/')
+        .map(|s| match s.strip_prefix(':') {
+            Some(name) => format!("{{{name}}}"),
+            None => s.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for route in crate::routes::all().iter().filter(|r| r.documented) {
+        let item = paths
+            .entry(openapi_path(route.path))
+            .or_insert_with(|| json!({}));
+        item[route.method.as_str().to_lowercase()] = operation(route);
+    }
+    let schemas: Map<String, Value> = component_schemas().into_iter().collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Tenantry API",
+            "version": VERSION,
+            "description": "Multi-tenant SaaS backend on Cloudflare Workers. Success bodies are `{\"data\": …}`; lists add `next_cursor` (pass it as `?cursor=`, with `?limit=` 1–100). Errors are RFC 9457 problem+json with a stable `code`, field `errors` and `request_id`. Bad input is 400 (unreadable) or 422 (invalid values, unknown fields). Another tenant's object is 404. Rate-limited responses carry RateLimit-Limit/Remaining/Reset; refusals are 429 with Retry-After."
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearerAuth": []}, {"apiKey": []}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT or tnt_ API key"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+            },
+            "headers": {
+                "X-Request-Id": {"description": "Echoed or generated request id", "schema": {"type": "string"}}
+            }
+        }
+    })
+}
+
+async fn openapi(_cx: Ctx) -> Result<Reply> {
+    Ok(Reply::json_bytes(200, serde_json::to_vec(&document())?))
+}
+
+const DOCS_HTML: &str = include_str!("docs.html");
+
+async fn docs_page(_cx: Ctx) -> Result<Reply> {
+    Ok(Reply::text(200, DOCS_HTML.to_string(), "text/html; charset=utf-8")
+        .with_header(
+            "Content-Security-Policy",
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
+        )
+        .with_header("Cache-Control", "public, max-age=300"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_route_is_in_the_document() {
+        let doc = document();
+        for r in crate::routes::all().iter().filter(|r| r.documented) {
+            let op = &doc["paths"][openapi_path(r.path)][r.method.as_str().to_lowercase()];
+            assert!(op.is_object(), "{} {} missing", r.method.as_str(), r.path);
+            assert!(!r.summary.is_empty(), "{} has no summary", r.path);
+        }
+    }
+
+    #[test]
+    fn every_referenced_schema_exists() {
+        let doc = document();
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for part in text.split("#/components/schemas/").skip(1) {
+            let name: String = part
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                schemas.contains_key(&name),
+                "schema {name} is referenced but not defined"
+            );
+        }
+    }
+
+    #[test]
+    fn paths_use_openapi_templates() {
+        assert_eq!(openapi_path("/api/v1/users/:id"), "/api/v1/users/{id}");
+    }
+}

@@ -1,0 +1,383 @@
+//! The HTTP edge: routing, request context, errors → problem+json, paging, headers, and the
+//! dispatcher that applies them in order to every request.
+
+pub mod context;
+pub mod error;
+pub mod headers;
+pub mod idempotency;
+pub mod json;
+pub mod pagination;
+pub mod reply;
+pub mod router;
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use worker::{Env, Request, Response};
+
+use crate::auth::principal::{self, Principal};
+use crate::platform::config::Config;
+use crate::platform::ratelimit::{self, CheckRequest, Decision};
+use crate::platform::{clock, db::Db, ids};
+use context::{Client, Ctx};
+use error::{AppError, Result};
+use reply::Reply;
+use router::{Access, Lookup, Method, RateClass};
+
+/// What the dispatcher learned about a request, for headers and the log line.
+#[derive(Default)]
+struct Trace {
+    route: &'static str,
+    tenant_id: Option<String>,
+    user_id: Option<String>,
+    rate: Rc<Cell<Option<Decision>>>,
+}
+
+pub async fn handle(mut req: Request, env: Env, wctx: worker::Context) -> worker::Result<Response> {
+    let started = clock::now_ms();
+    let request_id = headers::accept_request_id(req.headers().get("X-Request-Id")?.as_deref())
+        .unwrap_or_else(|| ids::new_id("req"));
+    let method_name = req.method().to_string();
+    let url = req.url()?;
+    let path = url.path().to_string();
+    let origin = req.headers().get("Origin")?;
+    let client = Client {
+        ip: req
+            .headers()
+            .get("CF-Connecting-IP")?
+            .or(req.headers().get("X-Real-IP")?)
+            .unwrap_or_else(|| "127.0.0.1".into()),
+        user_agent: req
+            .headers()
+            .get("User-Agent")?
+            .unwrap_or_default()
+            .chars()
+            .take(256)
+            .collect(),
+    };
+
+    let config = Config::from_env(&env);
+    let allowed_origins = config
+        .as_ref()
+        .map(|c| c.allowed_origins.clone())
+        .unwrap_or_default();
+    let wait = Rc::new(wctx);
+    let mut trace = Trace::default();
+
+    let outcome = if method_name == "OPTIONS" {
+        Ok(headers::preflight(&allowed_origins, origin.as_deref()))
+    } else {
+        match config {
+            Ok(config) => {
+                let setup = Setup {
+                    env: env.clone(),
+                    config: Rc::new(config),
+                    request_id: request_id.clone(),
+                    path: path.clone(),
+                    query: router::parse_query(url.query().unwrap_or_default()),
+                    client: client.clone(),
+                    now_ms: started,
+                    wait: wait.clone(),
+                };
+                serve(&mut req, &method_name, setup, &mut trace).await
+            }
+            Err(e) => Err(e),
+        }
+    };
+
+    let mut reply = match outcome {
+        Ok(reply) => reply,
+        Err(err) => problem(&err, &request_id),
+    };
+    if let Some(d) = trace.rate.get() {
+        reply = headers::rate_limit(reply, &d);
+    }
+    reply = headers::cors(
+        headers::security(reply),
+        &allowed_origins,
+        origin.as_deref(),
+    );
+    reply = reply.with_header("X-Request-Id", request_id.clone());
+
+    let duration = clock::now_ms() - started;
+    log_request(
+        &request_id,
+        &method_name,
+        &path,
+        &trace,
+        reply.status,
+        duration,
+    );
+    if path.starts_with("/api/v1/") && !trace.route.is_empty() {
+        record_api_log(
+            &env,
+            &wait,
+            &request_id,
+            &method_name,
+            &path,
+            &trace,
+            &client,
+            reply.status,
+            duration,
+            started,
+        );
+    }
+    reply.into_response()
+}
+
+/// Turns an error into problem+json; internal errors are logged with the request id only here.
+pub fn problem(err: &AppError, request_id: &str) -> Reply {
+    if let AppError::Internal(msg) = err {
+        worker::console_error!(
+            "{}",
+            serde_json::json!({"level": "error", "request_id": request_id, "error": msg})
+        );
+    }
+    let body = serde_json::to_vec(&err.to_problem(request_id)).unwrap_or_default();
+    let mut reply = Reply::json_bytes(err.status(), body)
+        .with_header("Content-Type", "application/problem+json");
+    match err {
+        AppError::MethodNotAllowed(allow) => reply = reply.with_header("Allow", allow.clone()),
+        AppError::Unauthorized(..) => reply = reply.with_header("WWW-Authenticate", "Bearer"),
+        AppError::RateLimited { retry_after_secs } => {
+            reply = reply.with_header("Retry-After", retry_after_secs.to_string())
+        }
+        _ => {}
+    }
+    reply
+}
+
+struct Setup {
+    env: Env,
+    config: Rc<Config>,
+    request_id: String,
+    path: String,
+    query: Vec<(String, String)>,
+    client: Client,
+    now_ms: i64,
+    wait: Rc<worker::Context>,
+}
+
+async fn serve(req: &mut Request, method_name: &str, s: Setup, trace: &mut Trace) -> Result<Reply> {
+    let method = Method::parse(method_name).ok_or_else(|| {
+        AppError::MethodNotAllowed("GET, POST, PUT, PATCH, DELETE, OPTIONS".into())
+    })?;
+    let routes = crate::routes::all();
+    let (route, params) = match router::lookup(&routes, method, &s.path) {
+        Lookup::Found(route, params) => (route, params),
+        Lookup::WrongMethod(allowed) => {
+            let allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+            return Err(AppError::MethodNotAllowed(allow.join(", ")));
+        }
+        Lookup::NotFound => return Err(AppError::NotFound),
+    };
+    trace.route = route.path;
+
+    // Identify the caller, then check the route's access rule (the one place roles are checked).
+    let principal = if route.access == Access::Public {
+        None
+    } else {
+        let p = principal::authenticate(&s.env, &s.config, req.headers(), s.now_ms).await?;
+        trace.tenant_id = Some(p.tenant_id.clone());
+        trace.user_id = p.user_id.clone();
+        principal::authorize(route.access, &p, method)?;
+        Some(p)
+    };
+
+    if let (RateClass::Tenant, Some(p)) = (route.rate, &principal) {
+        let limit = p.rate_limit_per_minute(&s.config.limits);
+        let key = format!("tenant:{}", p.tenant_id);
+        let d = draw(&s.env, &trace.rate, &key, limit, 60, 1).await;
+        if !d.allowed {
+            return Err(AppError::RateLimited {
+                retry_after_secs: d.retry_after_secs,
+            });
+        }
+    }
+
+    let body = read_body(req, method, route, s.config.max_body_bytes).await?;
+
+    let idempotency = match (route.idempotent, req.headers().get("Idempotency-Key")?) {
+        (true, Some(key)) => {
+            if !idempotency::valid_key(&key) {
+                return Err(AppError::field(
+                    "Idempotency-Key",
+                    "must be 1–255 visible ASCII characters",
+                ));
+            }
+            let scope = principal
+                .as_ref()
+                .map(Principal::scope)
+                .unwrap_or_else(|| format!("ip:{}", s.client.ip));
+            Some((scope, key))
+        }
+        _ => None,
+    };
+
+    let cx = Ctx {
+        env: s.env,
+        config: s.config,
+        request_id: s.request_id,
+        method,
+        path: s.path,
+        route: route.path,
+        params,
+        query: s.query,
+        headers: req.headers().clone(),
+        body,
+        principal,
+        client: s.client,
+        now_ms: s.now_ms,
+        wait: s.wait,
+        rate: trace.rate.clone(),
+    };
+
+    match idempotency {
+        None => (route.handler)(cx).await,
+        Some((scope, key)) => {
+            let db = cx.db()?;
+            let hash = idempotency::request_hash(method.as_str(), &cx.path, &cx.body);
+            match idempotency::claim(&db, &scope, &key, &hash, cx.now_ms).await? {
+                idempotency::Claim::Replay(reply) => Ok(reply),
+                idempotency::Claim::Fresh => {
+                    let outcome = (route.handler)(cx).await;
+                    idempotency::complete(&db, &scope, &key, &outcome).await?;
+                    outcome
+                }
+            }
+        }
+    }
+}
+
+/// Draws `cost` from the limiter object `key` and notes the decision for the response headers.
+/// Fails open (logged) when the limiter is unreachable: its outage must not take the API down.
+pub async fn draw(
+    env: &Env,
+    note: &Cell<Option<Decision>>,
+    key: &str,
+    limit: u32,
+    window_secs: u32,
+    cost: u32,
+) -> Decision {
+    let req = CheckRequest {
+        limit,
+        window_ms: window_secs as i64 * 1000,
+        cost,
+    };
+    let d = match ratelimit::check(env, key, req).await {
+        Ok(d) => d,
+        Err(e) => {
+            worker::console_error!("rate limiter unavailable: {e}");
+            Decision {
+                allowed: true,
+                limit,
+                remaining: limit,
+                reset_secs: window_secs as u64,
+                retry_after_secs: 0,
+            }
+        }
+    };
+    note.set(Some(d));
+    d
+}
+
+/// Reads the body up-front within the size limit; JSON routes insist on a JSON content type.
+async fn read_body(
+    req: &mut Request,
+    method: Method,
+    route: &router::Route,
+    max: u64,
+) -> Result<Vec<u8>> {
+    if method == Method::Get {
+        return Ok(Vec::new());
+    }
+    if let Some(len) = req.headers().get("Content-Length")? {
+        if len.trim().parse::<u64>().map(|n| n > max).unwrap_or(false) {
+            return Err(AppError::PayloadTooLarge(max));
+        }
+    }
+    let body = req.bytes().await.unwrap_or_default();
+    if body.len() as u64 > max {
+        return Err(AppError::PayloadTooLarge(max));
+    }
+    if route.request.is_some() && !body.iter().all(u8::is_ascii_whitespace) {
+        let content_type = req.headers().get("Content-Type")?.unwrap_or_default();
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        if essence != "application/json" && !essence.ends_with("+json") {
+            return Err(AppError::UnsupportedMediaType(
+                "Send the body as application/json.".into(),
+            ));
+        }
+    }
+    Ok(body)
+}
+
+fn log_request(
+    request_id: &str,
+    method: &str,
+    path: &str,
+    trace: &Trace,
+    status: u16,
+    duration: i64,
+) {
+    worker::console_log!(
+        "{}",
+        serde_json::json!({
+            "level": "info",
+            "request_id": request_id,
+            "method": method,
+            "path": path,
+            "route": trace.route,
+            "tenant_id": trace.tenant_id,
+            "user_id": trace.user_id,
+            "status": status,
+            "duration_ms": duration,
+        })
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record_api_log(
+    env: &Env,
+    wait: &worker::Context,
+    request_id: &str,
+    method: &str,
+    path: &str,
+    trace: &Trace,
+    client: &Client,
+    status: u16,
+    duration: i64,
+    started: i64,
+) {
+    let Ok(db) = Db::from_env(env) else { return };
+    let args = crate::args![
+        ids::new_id("log"),
+        request_id,
+        trace.tenant_id.clone(),
+        trace.user_id.clone(),
+        method,
+        trace.route,
+        path.chars().take(512).collect::<String>(),
+        status as i64,
+        duration,
+        client.ip.clone(),
+        clock::rfc3339(started)
+    ];
+    wait.wait_until(async move {
+        let r = db
+            .run(
+                "INSERT INTO api_logs (id, request_id, tenant_id, user_id, method, route, path, \
+                 status, duration_ms, ip, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                &args,
+            )
+            .await;
+        if let Err(e) = r {
+            worker::console_error!("api log write failed: {e}");
+        }
+    });
+}

@@ -1,0 +1,415 @@
+//! The route table type: method + path pattern + who may call it + handler + its OpenAPI description.
+//! Access rules live here, in one place, so handlers never check roles by hand.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use super::context::Ctx;
+use super::error::Result;
+use super::reply::Reply;
+
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Reply>>>>;
+pub type Handler = fn(Ctx) -> HandlerFuture;
+
+/// Wraps an `async fn(Ctx) -> Result<Reply>` into a route handler.
+#[macro_export]
+macro_rules! handler {
+    ($f:path) => {
+        |cx| Box::pin($f(cx)) as $crate::http::router::HandlerFuture
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    pub fn parse(s: &str) -> Option<Method> {
+        Some(match s {
+            "GET" | "HEAD" => Method::Get,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    pub fn is_read(self) -> bool {
+        self == Method::Get
+    }
+}
+
+/// Who may call a route. Checked by the dispatcher before the handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, no credentials.
+    Public,
+    /// Any active user of a tenant with a session token (JWT), not an API key.
+    Session,
+    /// Any active user (JWT) or an API key with a fitting scope.
+    User,
+    /// Agents and above (agent, admin, owner, platform admin).
+    Agent,
+    /// Tenant administrators: owner, admin (and the platform admin in its own tenant).
+    TenantAdmin,
+    /// The operator of the deployment.
+    PlatformAdmin,
+}
+
+/// The documented shape of a success response.
+#[derive(Debug, Clone, Copy)]
+pub enum ResponseDoc {
+    /// `{"data": <schema>}` with this status.
+    Data(u16, &'static str),
+    /// `{"data": [<schema>], "next_cursor": …}`.
+    List(&'static str),
+    /// 204, no body.
+    NoContent,
+    /// A non-JSON body (content type).
+    Raw(u16, &'static str),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct QueryDoc {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// JSON schema type (`string`, `integer`, `boolean`).
+    pub ty: &'static str,
+    pub enumeration: &'static [&'static str],
+}
+
+pub const fn q(name: &'static str, ty: &'static str, description: &'static str) -> QueryDoc {
+    QueryDoc {
+        name,
+        description,
+        ty,
+        enumeration: &[],
+    }
+}
+
+pub const fn q_enum(
+    name: &'static str,
+    values: &'static [&'static str],
+    description: &'static str,
+) -> QueryDoc {
+    QueryDoc {
+        name,
+        description,
+        ty: "string",
+        enumeration: values,
+    }
+}
+
+/// Which limiter a route draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateClass {
+    /// Not limited (health, docs, webhooks that verify signatures).
+    None,
+    /// The tenant's general API budget (per plan).
+    Tenant,
+}
+
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    pub handler: Handler,
+    pub summary: &'static str,
+    pub tag: &'static str,
+    pub request: Option<&'static str>,
+    pub response: ResponseDoc,
+    pub query: &'static [QueryDoc],
+    /// Honours `Idempotency-Key` (POSTs that create or start work).
+    pub idempotent: bool,
+    pub rate: RateClass,
+    /// Also listed in the OpenAPI document (aliases are not).
+    pub documented: bool,
+}
+
+impl Route {
+    pub fn new(method: Method, path: &'static str, access: Access, handler: Handler) -> Route {
+        Route {
+            method,
+            path,
+            access,
+            handler,
+            summary: "",
+            tag: "",
+            request: None,
+            response: ResponseDoc::NoContent,
+            query: &[],
+            idempotent: false,
+            rate: if access == Access::Public {
+                RateClass::None
+            } else {
+                RateClass::Tenant
+            },
+            documented: true,
+        }
+    }
+    pub fn get(path: &'static str, access: Access, handler: Handler) -> Route {
+        Route::new(Method::Get, path, access, handler)
+    }
+    pub fn post(path: &'static str, access: Access, handler: Handler) -> Route {
+        Route::new(Method::Post, path, access, handler)
+    }
+    pub fn put(path: &'static str, access: Access, handler: Handler) -> Route {
+        Route::new(Method::Put, path, access, handler)
+    }
+    pub fn patch(path: &'static str, access: Access, handler: Handler) -> Route {
+        Route::new(Method::Patch, path, access, handler)
+    }
+    pub fn delete(path: &'static str, access: Access, handler: Handler) -> Route {
+        Route::new(Method::Delete, path, access, handler)
+    }
+    pub fn doc(mut self, tag: &'static str, summary: &'static str) -> Route {
+        self.tag = tag;
+        self.summary = summary;
+        self
+    }
+    pub fn body(mut self, schema: &'static str) -> Route {
+        self.request = Some(schema);
+        self
+    }
+    pub fn ok(mut self, schema: &'static str) -> Route {
+        self.response = ResponseDoc::Data(200, schema);
+        self
+    }
+    pub fn created(mut self, schema: &'static str) -> Route {
+        self.response = ResponseDoc::Data(201, schema);
+        self
+    }
+    pub fn accepted(mut self, schema: &'static str) -> Route {
+        self.response = ResponseDoc::Data(202, schema);
+        self
+    }
+    pub fn list(mut self, schema: &'static str) -> Route {
+        self.response = ResponseDoc::List(schema);
+        self
+    }
+    pub fn no_content(mut self) -> Route {
+        self.response = ResponseDoc::NoContent;
+        self
+    }
+    pub fn raw(mut self, status: u16, content_type: &'static str) -> Route {
+        self.response = ResponseDoc::Raw(status, content_type);
+        self
+    }
+    pub fn query(mut self, query: &'static [QueryDoc]) -> Route {
+        self.query = query;
+        self
+    }
+    pub fn idempotent(mut self) -> Route {
+        self.idempotent = true;
+        self
+    }
+    pub fn unlimited(mut self) -> Route {
+        self.rate = RateClass::None;
+        self
+    }
+    pub fn alias(mut self) -> Route {
+        self.documented = false;
+        self
+    }
+
+    /// Path parameter names in order (`:id` → `id`).
+    pub fn param_names(&self) -> impl Iterator<Item = &'static str> {
+        self.path.split('/').filter_map(|s| s.strip_prefix(':'))
+    }
+}
+
+/// The result of looking a request up in the table.
+pub enum Lookup<'a> {
+    Found(&'a Route, Vec<(&'static str, String)>),
+    /// The path exists with other methods (for `405` + `Allow`).
+    WrongMethod(Vec<Method>),
+    NotFound,
+}
+
+/// Matches `path` against a pattern; returns captured params. Literal segments beat params.
+pub fn match_path(pattern: &'static str, path: &str) -> Option<Vec<(&'static str, String)>> {
+    let mut params = Vec::new();
+    let mut pat = pattern.split('/');
+    let mut segs = path.split('/');
+    loop {
+        match (pat.next(), segs.next()) {
+            (None, None) => return Some(params),
+            (Some(p), Some(s)) => {
+                if let Some(name) = p.strip_prefix(':') {
+                    if s.is_empty() {
+                        return None;
+                    }
+                    params.push((name, percent_decode(s)?));
+                } else if p != s {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+fn literal_segments(pattern: &str) -> usize {
+    pattern
+        .split('/')
+        .filter(|s| !s.starts_with(':') && !s.is_empty())
+        .count()
+}
+
+pub fn lookup<'a>(routes: &'a [Route], method: Method, path: &str) -> Lookup<'a> {
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    let mut best: Option<(&Route, Vec<(&'static str, String)>)> = None;
+    let mut allowed = Vec::new();
+    for route in routes {
+        if let Some(params) = match_path(route.path, path) {
+            if route.method == method {
+                let better = best
+                    .as_ref()
+                    .is_none_or(|(b, _)| literal_segments(route.path) > literal_segments(b.path));
+                if better {
+                    best = Some((route, params));
+                }
+            } else if !allowed.contains(&route.method) {
+                allowed.push(route.method);
+            }
+        }
+    }
+    match best {
+        Some((route, params)) => Lookup::Found(route, params),
+        None if !allowed.is_empty() => Lookup::WrongMethod(allowed),
+        None => Lookup::NotFound,
+    }
+}
+
+/// Decodes `%XX` escapes; `None` for malformed escapes or invalid UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else if bytes[i] == b'+' {
+            out.push(b' ');
+            i += 1;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Parses a query string into decoded pairs; malformed pairs are dropped.
+pub fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((percent_decode(k)?, percent_decode(v)?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(_: Ctx) -> HandlerFuture {
+        Box::pin(async { Ok(Reply::no_content()) })
+    }
+
+    fn table() -> Vec<Route> {
+        vec![
+            Route::get("/api/v1/conversations/:id", Access::User, h),
+            Route::get("/api/v1/conversations/stats/summary", Access::User, h),
+            Route::patch("/api/v1/conversations/:id", Access::User, h),
+            Route::get("/health", Access::Public, h),
+        ]
+    }
+
+    #[test]
+    fn literal_routes_win_over_params() {
+        let t = table();
+        match lookup(&t, Method::Get, "/api/v1/conversations/stats/summary") {
+            Lookup::Found(r, p) => {
+                assert_eq!(r.path, "/api/v1/conversations/stats/summary");
+                assert!(p.is_empty());
+            }
+            _ => panic!("expected a match"),
+        }
+    }
+
+    #[test]
+    fn params_are_captured_and_decoded() {
+        let t = table();
+        match lookup(&t, Method::Get, "/api/v1/conversations/a%20b") {
+            Lookup::Found(_, p) => assert_eq!(p, vec![("id", "a b".to_string())]),
+            _ => panic!("expected a match"),
+        }
+    }
+
+    #[test]
+    fn wrong_method_lists_allowed_methods() {
+        let t = table();
+        match lookup(&t, Method::Delete, "/api/v1/conversations/x") {
+            Lookup::WrongMethod(m) => assert_eq!(m, vec![Method::Get, Method::Patch]),
+            _ => panic!("expected 405"),
+        }
+    }
+
+    #[test]
+    fn unknown_paths_and_empty_params_do_not_match() {
+        let t = table();
+        assert!(matches!(
+            lookup(&t, Method::Get, "/api/v1/nope"),
+            Lookup::NotFound
+        ));
+        assert!(matches!(
+            lookup(&t, Method::Get, "/api/v1/conversations/"),
+            Lookup::NotFound
+        ));
+        assert!(match_path("/a/:id", "/a/").is_none());
+        assert!(matches!(
+            lookup(&t, Method::Get, "/health/"),
+            Lookup::Found(..)
+        ));
+    }
+
+    #[test]
+    fn malformed_percent_escapes_are_rejected() {
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%e2%82%ac"), Some("€".into()));
+        assert_eq!(
+            parse_query("a=1&b=x%20y&bad=%zz&c"),
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "x y".into()),
+                ("c".into(), "".into())
+            ]
+        );
+    }
+}

@@ -1,0 +1,46 @@
+//! Tenantry: a multi-tenant SaaS backend on Cloudflare Workers. This file holds only the
+//! runtime entry points; everything else lives in feature folders.
+
+pub mod apikeys;
+pub mod audit;
+pub mod auth;
+pub mod docs;
+pub mod health;
+pub mod http;
+pub mod maintenance;
+pub mod platform;
+pub mod routes;
+pub mod tenants;
+pub mod users;
+
+#[path = "../durable/rate_limiter.rs"]
+pub mod rate_limiter;
+
+use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
+
+#[event(start)]
+fn start() {
+    console_error_panic_hook_set();
+}
+
+/// Logs panics with their message before the runtime answers 500 and restarts the instance.
+fn console_error_panic_hook_set() {
+    std::panic::set_hook(Box::new(|info| {
+        worker::console_error!(
+            "{}",
+            serde_json::json!({"level": "panic", "error": info.to_string()})
+        );
+    }));
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    http::handle(req, env, ctx).await
+}
+
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    if let Err(e) = maintenance::sweep(&env).await {
+        worker::console_error!("scheduled sweep failed: {e}");
+    }
+}

@@ -1,0 +1,113 @@
+//! Typed configuration, read once per request from vars and secrets (`.dev.vars` locally).
+
+use worker::Env;
+
+use crate::http::error::{AppError, Result};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub jwt_secret: Vec<u8>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_ttl_secs: i64,
+    pub refresh_ttl_secs: i64,
+    pub allowed_origins: Vec<String>,
+    pub max_body_bytes: u64,
+    pub limits: Limits,
+}
+
+/// Rate-limit budgets. Per-plan requests per minute for the general API; the auth budget
+/// counts failed attempts per client IP and e-mail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub free: u32,
+    pub starter: u32,
+    pub pro: u32,
+    pub premium_custom: u32,
+    pub platform: u32,
+    pub auth_attempts: u32,
+    pub auth_window_secs: u32,
+}
+
+impl Limits {
+    pub fn per_minute(&self, plan: &str) -> u32 {
+        match plan {
+            "starter" => self.starter,
+            "pro" => self.pro,
+            "premium_custom" => self.premium_custom,
+            "platform" => self.platform,
+            _ => self.free,
+        }
+    }
+}
+
+fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name)
+        .ok()
+        .map(|v| v.to_string())
+        .or_else(|| env.secret(name).ok().map(|v| v.to_string()))
+        .filter(|v| !v.trim().is_empty())
+}
+
+fn num<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> Result<T> {
+    match var(env, name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| AppError::Internal(format!("config: {name} is not a number"))),
+    }
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Config> {
+        let jwt_secret = var(env, "JWT_SECRET").ok_or_else(|| {
+            AppError::Internal("config: the JWT_SECRET secret is not set (run `make dev`)".into())
+        })?;
+        if jwt_secret.len() < 32 {
+            return Err(AppError::Internal(
+                "config: JWT_SECRET must be at least 32 characters".into(),
+            ));
+        }
+        Ok(Config {
+            jwt_secret: jwt_secret.into_bytes(),
+            jwt_issuer: var(env, "JWT_ISSUER").unwrap_or_else(|| "tenantry".into()),
+            jwt_audience: var(env, "JWT_AUDIENCE").unwrap_or_else(|| "tenantry-api".into()),
+            access_ttl_secs: num(env, "ACCESS_TOKEN_TTL_SECS", 900)?,
+            refresh_ttl_secs: num(env, "REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
+            allowed_origins: parse_origins(&var(env, "ALLOWED_ORIGINS").unwrap_or_default()),
+            max_body_bytes: num(env, "MAX_BODY_BYTES", 1024 * 1024)?,
+            limits: Limits {
+                free: num(env, "RATE_LIMIT_FREE", 100)?,
+                starter: num(env, "RATE_LIMIT_STARTER", 300)?,
+                pro: num(env, "RATE_LIMIT_PRO", 1000)?,
+                premium_custom: num(env, "RATE_LIMIT_PREMIUM_CUSTOM", 3000)?,
+                platform: num(env, "RATE_LIMIT_PLATFORM", 3000)?,
+                auth_attempts: num(env, "AUTH_RATE_LIMIT", 5)?,
+                auth_window_secs: num(env, "AUTH_RATE_WINDOW_SECS", 900)?,
+            },
+        })
+    }
+}
+
+pub fn parse_origins(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|o| o.trim().trim_end_matches('/').to_string())
+        .filter(|o| !o.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_trimmed() {
+        assert_eq!(
+            parse_origins(" https://a.example/ ,, http://localhost:3000"),
+            vec!["https://a.example", "http://localhost:3000"]
+        );
+    }
+}

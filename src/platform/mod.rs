@@ -1,0 +1,9 @@
+//! Thin typed wrappers over the Workers runtime: bindings, D1, clock, ids, crypto, config.
+
+pub mod bindings;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod ids;
+pub mod ratelimit;

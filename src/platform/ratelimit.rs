@@ -1,0 +1,196 @@
+//! Rate limiting: the sliding-window-counter arithmetic (pure), the Durable Object protocol,
+//! and the typed client callers use. One object per key serialises its requests, so counts are
+//! exact under concurrency.
+
+use serde::{Deserialize, Serialize};
+use worker::Env;
+
+use super::bindings;
+use crate::http::error::{AppError, Result};
+
+/// Stored per key: the current aligned window and the counts of it and the one before.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct WindowState {
+    pub window_start_ms: i64,
+    pub count: u32,
+    pub prev_count: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CheckRequest {
+    pub limit: u32,
+    pub window_ms: i64,
+    /// 0 peeks without consuming.
+    pub cost: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until the current window ends.
+    pub reset_secs: u64,
+    /// Seconds until a request of this cost would be allowed (0 when allowed).
+    pub retry_after_secs: u64,
+}
+
+/// Cloudflare-style sliding window counter: the previous window's count weighted by how much
+/// of it still overlaps the sliding window, plus the current window's count.
+pub fn decide(state: WindowState, now_ms: i64, req: CheckRequest) -> (WindowState, Decision) {
+    let w = req.window_ms.max(1);
+    let start = now_ms - now_ms.rem_euclid(w);
+    let mut s = if state.window_start_ms == start {
+        state
+    } else if state.window_start_ms == start - w {
+        WindowState {
+            window_start_ms: start,
+            count: 0,
+            prev_count: state.count,
+        }
+    } else {
+        WindowState {
+            window_start_ms: start,
+            count: 0,
+            prev_count: 0,
+        }
+    };
+    let elapsed = (now_ms - start) as f64;
+    let weight = 1.0 - elapsed / w as f64;
+    let used = s.prev_count as f64 * weight + s.count as f64;
+    let limit = req.limit as f64;
+    let allowed = used + req.cost as f64 <= limit;
+    if allowed {
+        s.count += req.cost;
+    }
+    let used_after = s.prev_count as f64 * weight + s.count as f64;
+    let remaining = (limit - used_after).floor().max(0.0) as u32;
+    let reset_secs = ((start + w - now_ms) as f64 / 1000.0).ceil() as u64;
+    let retry_after_secs = if allowed {
+        0
+    } else {
+        retry_after(&s, now_ms, start, w, req).max(1)
+    };
+    (
+        s,
+        Decision {
+            allowed,
+            limit: req.limit,
+            remaining,
+            reset_secs,
+            retry_after_secs,
+        },
+    )
+}
+
+/// When the request would fit: either once the previous window's weight has decayed enough,
+/// or at the start of the next window (when the current count alone is too high).
+fn retry_after(s: &WindowState, now_ms: i64, start: i64, w: i64, req: CheckRequest) -> u64 {
+    let room = req.limit as f64 - s.count as f64 - req.cost as f64;
+    let wait_ms = if room >= 0.0 && s.prev_count > 0 {
+        // prev * (1 - (elapsed + t)/w) <= room  =>  t >= w * (1 - room/prev) - elapsed
+        let t = w as f64 * (1.0 - room / s.prev_count as f64) - (now_ms - start) as f64;
+        t.max(0.0)
+    } else {
+        // The next window starts with this window's count as its weighted past.
+        let next_room = req.limit as f64 - req.cost as f64;
+        let to_next = (start + w - now_ms) as f64;
+        if s.count == 0 || next_room >= s.count as f64 {
+            to_next
+        } else {
+            to_next + w as f64 * (1.0 - next_room / s.count as f64)
+        }
+    };
+    (wait_ms / 1000.0).ceil() as u64
+}
+
+/// Calls the limiter object for `key`. Transport failures fail open (and are logged), so an
+/// outage of the limiter does not take the API down.
+pub async fn check(env: &Env, key: &str, req: CheckRequest) -> Result<Decision> {
+    let ns = env.durable_object(bindings::RATE_LIMITER)?;
+    let stub = ns.id_from_name(key)?.get_stub()?;
+    let body = serde_json::to_string(&req)?;
+    let mut init = worker::RequestInit::new();
+    init.with_method(worker::Method::Post)
+        .with_body(Some(body.into()));
+    let request = worker::Request::new_with_init("https://rate-limiter/check", &init)?;
+    let mut response = stub.fetch_with_request(request).await?;
+    if response.status_code() != 200 {
+        return Err(AppError::Internal(format!(
+            "rate limiter answered {}",
+            response.status_code()
+        )));
+    }
+    Ok(response.json::<Decision>().await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+
+    fn req(limit: u32) -> CheckRequest {
+        CheckRequest {
+            limit,
+            window_ms: MIN,
+            cost: 1,
+        }
+    }
+
+    #[test]
+    fn allows_up_to_the_limit_then_refuses() {
+        let mut s = WindowState::default();
+        let t0 = 10 * MIN;
+        for i in 0..5 {
+            let (ns, d) = decide(s, t0 + i, req(5));
+            assert!(d.allowed, "request {i}");
+            assert_eq!(d.remaining, 4 - i as u32);
+            s = ns;
+        }
+        let (_, d) = decide(s, t0 + 10, req(5));
+        assert!(!d.allowed);
+        assert_eq!(d.remaining, 0);
+        assert!(d.retry_after_secs >= 1 && d.retry_after_secs <= 120);
+        assert_eq!(d.reset_secs, 60);
+    }
+
+    #[test]
+    fn previous_window_weighs_by_overlap() {
+        let t0 = 10 * MIN;
+        let s = WindowState {
+            window_start_ms: t0,
+            count: 10,
+            prev_count: 0,
+        };
+        // Half-way through the next window, half of the previous 10 still count.
+        let (_, d) = decide(s, t0 + MIN + MIN / 2, req(10));
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 4);
+        // Two windows later, nothing counts.
+        let (_, d) = decide(s, t0 + 3 * MIN, req(10));
+        assert_eq!(d.remaining, 9);
+    }
+
+    #[test]
+    fn peeking_consumes_nothing() {
+        let s = WindowState::default();
+        let peek = CheckRequest { cost: 0, ..req(1) };
+        let (s2, d) = decide(s, MIN, peek);
+        assert!(d.allowed);
+        assert_eq!(s2.count, 0);
+        let (s3, _) = decide(s2, MIN, req(1));
+        let (_, d) = decide(s3, MIN, peek);
+        assert!(d.allowed, "a peek at a full window still fits at cost 0");
+        assert_eq!(d.remaining, 0);
+    }
+
+    #[test]
+    fn refused_requests_do_not_count() {
+        let mut s = WindowState::default();
+        for _ in 0..3 {
+            s = decide(s, MIN, req(1)).0;
+        }
+        assert_eq!(s.count, 1);
+    }
+}

@@ -1,0 +1,15 @@
+//! The whole route table: each feature contributes its routes.
+
+use crate::http::router::Route;
+
+pub fn all() -> Vec<Route> {
+    let mut routes = Vec::with_capacity(64);
+    routes.extend(crate::health::routes());
+    routes.extend(crate::docs::routes());
+    routes.extend(crate::auth::routes());
+    routes.extend(crate::users::routes());
+    routes.extend(crate::apikeys::routes());
+    routes.extend(crate::tenants::routes());
+    routes.extend(crate::audit::routes::routes());
+    routes
+}

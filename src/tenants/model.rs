@@ -1,0 +1,206 @@
+//! The tenant (a client organisation) and the DTOs the platform admin uses to manage one.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::http::json::{self, Checks};
+use crate::platform::clock;
+
+pub const TENANT_COLUMNS: &str =
+    "tenants.id, tenants.name, tenants.slug, tenants.plan, tenants.status, \
+     tenants.subscription_amount, tenants.subscription_start_date, tenants.subscription_end_date, \
+     tenants.created_at, tenants.updated_at";
+
+pub const PLANS: [&str; 4] = ["free", "starter", "pro", "premium_custom"];
+pub const STATUSES: [&str; 3] = ["active", "pending", "suspended"];
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub slug: String,
+    /// `free`, `starter`, `pro` or `premium_custom`.
+    #[schema(example = "pro")]
+    pub plan: String,
+    /// `active`, `pending` or `suspended`.
+    #[schema(example = "active")]
+    pub status: String,
+    /// Monthly subscription amount in EUR (decimal).
+    pub subscription_amount: f64,
+    pub subscription_start_date: Option<String>,
+    pub subscription_end_date: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `POST /admin/tenants`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    pub name: String,
+    pub slug: String,
+    pub plan: Option<String>,
+    pub status: Option<String>,
+    pub subscription_amount: Option<f64>,
+    pub subscription_start_date: Option<String>,
+    pub subscription_end_date: Option<String>,
+}
+
+/// `PATCH /admin/tenants/:id`: any of these; `null` clears a date.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    pub name: Option<String>,
+    pub plan: Option<String>,
+    pub status: Option<String>,
+    pub subscription_amount: Option<f64>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub subscription_start_date: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub subscription_end_date: Option<Option<String>>,
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+/// Validated tenant fields (after defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantFields {
+    pub name: Option<String>,
+    pub plan: Option<String>,
+    pub status: Option<String>,
+    pub subscription_amount: Option<f64>,
+    pub subscription_start_date: Option<Option<String>>,
+    pub subscription_end_date: Option<Option<String>>,
+}
+
+fn one_of(value: &str, allowed: &[&str]) -> Result<String, String> {
+    if allowed.contains(&value) {
+        Ok(value.to_string())
+    } else {
+        Err(format!("must be one of: {}", allowed.join(", ")))
+    }
+}
+
+fn amount(v: f64) -> Result<f64, String> {
+    if v.is_finite() && (0.0..=10_000_000.0).contains(&v) {
+        Ok((v * 100.0).round() / 100.0)
+    } else {
+        Err("must be a number from 0 to 10000000".into())
+    }
+}
+
+fn date(v: &Option<String>) -> Result<Option<String>, String> {
+    v.as_deref().map(clock::normalize_time).transpose()
+}
+
+impl UpdateTenant {
+    pub fn validate(self, checks: &mut Checks) -> TenantFields {
+        let fields = TenantFields {
+            name: self
+                .name
+                .and_then(|n| checks.take("name", json::text(&n, 1, 200))),
+            plan: self
+                .plan
+                .and_then(|p| checks.take("plan", one_of(&p, &PLANS))),
+            status: self
+                .status
+                .and_then(|s| checks.take("status", one_of(&s, &STATUSES))),
+            subscription_amount: self
+                .subscription_amount
+                .and_then(|a| checks.take("subscription_amount", amount(a))),
+            subscription_start_date: self
+                .subscription_start_date
+                .and_then(|d| checks.take("subscription_start_date", date(&d))),
+            subscription_end_date: self
+                .subscription_end_date
+                .and_then(|d| checks.take("subscription_end_date", date(&d))),
+        };
+        if let (Some(Some(start)), Some(Some(end))) = (
+            &fields.subscription_start_date,
+            &fields.subscription_end_date,
+        ) {
+            if end < start {
+                checks.add("subscription_end_date", "must not be before the start date");
+            }
+        }
+        fields
+    }
+}
+
+impl CreateTenant {
+    /// Returns (slug, fields with defaults applied).
+    pub fn validate(self) -> crate::http::error::Result<(String, TenantFields)> {
+        let mut checks = Checks::new();
+        let slug = checks.take("slug", json::slug(&self.slug));
+        let update = UpdateTenant {
+            name: Some(self.name),
+            plan: Some(self.plan.unwrap_or_else(|| "free".into())),
+            status: Some(self.status.unwrap_or_else(|| "active".into())),
+            subscription_amount: Some(self.subscription_amount.unwrap_or(0.0)),
+            subscription_start_date: Some(self.subscription_start_date),
+            subscription_end_date: Some(self.subscription_end_date),
+        };
+        let fields = update.validate(&mut checks);
+        checks.finish()?;
+        Ok((slug.unwrap_or_default(), fields))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_applies_defaults() {
+        let (slug, f) = CreateTenant {
+            name: " Acme ".into(),
+            slug: "acme".into(),
+            plan: None,
+            status: None,
+            subscription_amount: None,
+            subscription_start_date: Some("2026-01-01".into()),
+            subscription_end_date: None,
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(slug, "acme");
+        assert_eq!(f.name.as_deref(), Some("Acme"));
+        assert_eq!(f.plan.as_deref(), Some("free"));
+        assert_eq!(
+            f.subscription_start_date,
+            Some(Some("2026-01-01T00:00:00.000Z".into()))
+        );
+    }
+
+    #[test]
+    fn bad_values_are_reported_per_field() {
+        let mut checks = Checks::new();
+        UpdateTenant {
+            plan: Some("gold".into()),
+            subscription_amount: Some(-5.0),
+            subscription_start_date: Some(Some("2026-02-01".into())),
+            subscription_end_date: Some(Some("2026-01-01".into())),
+            ..Default::default()
+        }
+        .validate(&mut checks);
+        match checks.finish() {
+            Err(crate::http::error::AppError::Validation(e)) => {
+                let fields: Vec<_> = e.iter().map(|f| f.field.as_str()).collect();
+                assert_eq!(
+                    fields,
+                    ["plan", "subscription_amount", "subscription_end_date"]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
