@@ -12,6 +12,8 @@ STATE := .state
 PORT ?= 8787
 
 export WRANGLER_SEND_METRICS := false
+# Offline: use the placeholder `Request.cf` instead of fetching it from the internet.
+export CLOUDFLARE_CF_FETCH_ENABLED := false
 export WASM_BINDGEN_BIN := $(CARGO_BIN)/wasm-bindgen
 export ESBUILD_BIN := $(CURDIR)/node_modules/.bin/esbuild
 export WASM_OPT_BIN := $(CURDIR)/node_modules/.bin/wasm-opt

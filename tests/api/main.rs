@@ -1,1 +1,14 @@
-//! Integration tests (written next).
+//! Integration tests: the real worker under `wrangler dev` (local D1, R2, queues, Durable
+//! Objects), started once by the harness with fresh state. Each test makes its own tenant.
+
+mod client;
+mod harness;
+
+mod apikeys;
+mod audit;
+mod auth;
+mod conventions;
+mod ops;
+mod tenants;
+mod tokens;
+mod users;

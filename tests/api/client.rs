@@ -1,0 +1,217 @@
+//! A small HTTP client for the tests, plus helpers that create a fresh tenant per test.
+
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::harness::server;
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the status, printing the body when it differs.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Resp {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        self
+    }
+
+    /// Asserts a problem+json answer with this status and code.
+    #[track_caller]
+    pub fn problem(self, status: u16, code: &str) -> Resp {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "not problem+json: {}",
+            self.text
+        );
+        assert_eq!(self.body["code"], code, "body: {}", self.text);
+        assert_eq!(self.body["status"], status);
+        assert!(self.body["request_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()));
+        self
+    }
+
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+}
+
+pub struct Req {
+    method: Method,
+    path: String,
+    token: Option<String>,
+    body: Option<Vec<u8>>,
+    content_type: Option<String>,
+    headers: Vec<(String, String)>,
+}
+
+pub fn req(method: &str, path: &str) -> Req {
+    Req {
+        method: Method::from_bytes(method.as_bytes()).expect("method"),
+        path: path.to_string(),
+        token: None,
+        body: None,
+        content_type: None,
+        headers: Vec::new(),
+    }
+}
+
+pub fn get(path: &str) -> Req {
+    req("GET", path)
+}
+pub fn post(path: &str) -> Req {
+    req("POST", path)
+}
+pub fn patch(path: &str) -> Req {
+    req("PATCH", path)
+}
+pub fn delete(path: &str) -> Req {
+    req("DELETE", path)
+}
+
+impl Req {
+    pub fn token(mut self, token: &str) -> Req {
+        self.token = Some(token.to_string());
+        self
+    }
+
+    pub fn json(mut self, body: Value) -> Req {
+        self.body = Some(serde_json::to_vec(&body).unwrap());
+        self.content_type = Some("application/json".into());
+        self
+    }
+
+    pub fn raw(mut self, body: &[u8], content_type: &str) -> Req {
+        self.body = Some(body.to_vec());
+        self.content_type = Some(content_type.into());
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Req {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub async fn send(self) -> Resp {
+        let client = reqwest::Client::new();
+        let mut rb = client.request(self.method, format!("{}{}", server().base, self.path));
+        if let Some(t) = self.token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some(ct) = self.content_type {
+            rb = rb.header("Content-Type", ct);
+        }
+        for (k, v) in self.headers {
+            rb = rb.header(k, v);
+        }
+        if let Some(b) = self.body {
+            rb = rb.body(b);
+        }
+        let r = rb.send().await.expect("request reaches the worker");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+}
+
+/// A unique suffix for e-mails and slugs.
+pub fn unique() -> String {
+    let mut b = [0u8; 5];
+    getrandom::fill(&mut b).unwrap();
+    hex::encode(b)
+}
+
+/// A logged-in user of a freshly registered tenant (the owner).
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub access: String,
+    pub refresh: String,
+    pub user_id: String,
+    pub tenant_id: String,
+    pub email: String,
+    pub password: String,
+}
+
+pub async fn register() -> Session {
+    let u = unique();
+    let email = format!("owner-{u}@example.com");
+    let password = "correct horse battery".to_string();
+    let r = post("/api/v1/auth/register")
+        .json(json!({
+            "email": email, "password": password, "full_name": "Olga Owner",
+            "organization_name": format!("Org {u}"), "organization_slug": format!("org-{u}")
+        }))
+        .send()
+        .await
+        .expect(201);
+    session_from(r.data(), &email, &password)
+}
+
+pub fn session_from(data: &Value, email: &str, password: &str) -> Session {
+    Session {
+        access: data["access_token"].as_str().unwrap().to_string(),
+        refresh: data["refresh_token"].as_str().unwrap().to_string(),
+        user_id: data["user"]["id"].as_str().unwrap().to_string(),
+        tenant_id: data["user"]["tenant_id"].as_str().unwrap().to_string(),
+        email: email.to_string(),
+        password: password.to_string(),
+    }
+}
+
+pub async fn login(email: &str, password: &str) -> Resp {
+    post("/api/v1/auth/login")
+        .json(json!({"email": email, "password": password}))
+        .send()
+        .await
+}
+
+pub async fn admin() -> Session {
+    let s = server();
+    let r = login(&s.admin_email, &s.admin_password).await.expect(200);
+    session_from(r.data(), &s.admin_email, &s.admin_password)
+}
+
+/// Adds a user with `role` to the session's tenant (through the platform admin) and logs in.
+pub async fn add_user(owner: &Session, role: &str) -> Session {
+    let admin = admin().await;
+    let email = format!("{role}-{}@example.com", unique());
+    let password = "another good password";
+    post("/api/v1/admin/users")
+        .token(&admin.access)
+        .json(
+            json!({"tenant_id": owner.tenant_id, "email": email, "password": password,
+                     "full_name": format!("A {role}"), "role": role}),
+        )
+        .send()
+        .await
+        .expect(201);
+    let r = login(&email, password).await.expect(200);
+    session_from(r.data(), &email, password)
+}

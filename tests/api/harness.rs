@@ -1,0 +1,198 @@
+//! Starts one real worker for the whole test binary: `wrangler dev` on a free port with a fresh
+//! `--persist-to` directory, migrated and seeded, with its own secrets. Tests talk HTTP to it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    pub base: String,
+    pub admin_email: String,
+    pub admin_password: String,
+    pub demo_password: String,
+    pub jwt_secret: String,
+    _child: Child,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+
+pub fn server() -> &'static Server {
+    SERVER.get_or_init(start)
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    getrandom::fill(&mut buf).expect("random bytes");
+    hex::encode(buf)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn wrangler() -> PathBuf {
+    let w = root().join("node_modules/.bin/wrangler");
+    assert!(
+        w.exists(),
+        "node_modules/.bin/wrangler is missing: run `make test` (it installs the pinned tools)"
+    );
+    w
+}
+
+fn start() -> Server {
+    let root = root();
+    let shim = root.join("build/worker/shim.mjs");
+    assert!(
+        shim.exists(),
+        "build/worker/shim.mjs is missing: run `make test` (it builds the worker first)"
+    );
+    let dir = std::env::temp_dir().join(format!(
+        "tenantry-test-{}-{}",
+        std::process::id(),
+        random_hex(4)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+
+    // A private copy of the config, so the worker reads this directory's .dev.vars.
+    let config = std::fs::read_to_string(root.join("wrangler.toml"))
+        .expect("wrangler.toml")
+        .replace(
+            "main = \"build/worker/shim.mjs\"",
+            &format!("main = \"{}\"", shim.display()),
+        )
+        .replace(
+            "migrations_dir = \"migrations\"",
+            &format!("migrations_dir = \"{}\"", root.join("migrations").display()),
+        );
+    std::fs::write(dir.join("wrangler.toml"), config).expect("write config");
+    let admin_email = "admin@test.local".to_string();
+    let admin_password = format!("admin-{}", random_hex(8));
+    let demo_password = format!("demo-{}", random_hex(8));
+    let jwt_secret = random_hex(32);
+    let vars = format!(
+        "JWT_SECRET=\"{jwt_secret}\"\nENCRYPTION_KEY=\"{}\"\nADMIN_EMAIL=\"{admin_email}\"\n\
+         ADMIN_PASSWORD=\"{admin_password}\"\nDEMO_PASSWORD=\"{demo_password}\"\n\
+         ALLOWED_ORIGINS=\"https://app.example.com\"\n",
+        random_hex(32)
+    );
+    std::fs::write(dir.join(".dev.vars"), vars).expect("write .dev.vars");
+
+    let state = dir.join("state");
+    let cfg = dir.join("wrangler.toml");
+    let wr = wrangler();
+    run(
+        Command::new(&wr)
+            .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
+            .arg(&state)
+            .arg("-c")
+            .arg(&cfg)
+            .env("CI", "true")
+            .env("WRANGLER_SEND_METRICS", "false"),
+        "wrangler d1 migrations apply",
+    );
+    let seed = Command::new("python3")
+        .arg(root.join("scripts/seed.py"))
+        .arg("--vars")
+        .arg(dir.join(".dev.vars"))
+        .output()
+        .expect("python3 scripts/seed.py");
+    assert!(
+        seed.status.success(),
+        "seed.py: {}",
+        String::from_utf8_lossy(&seed.stderr)
+    );
+    std::fs::write(dir.join("seed.sql"), &seed.stdout).expect("write seed.sql");
+    run(
+        Command::new(&wr)
+            .args(["d1", "execute", "DB", "--local", "--persist-to"])
+            .arg(&state)
+            .arg("-c")
+            .arg(&cfg)
+            .arg("--file")
+            .arg(dir.join("seed.sql"))
+            .env("WRANGLER_SEND_METRICS", "false"),
+        "wrangler d1 execute (seed)",
+    );
+
+    let port = free_port();
+    // Kept outside the temp dir so it survives the run for post-mortems.
+    let log = root.join("target/wrangler-test.log");
+    // The wrapper puts wrangler (and its workerd) in its own process group and ends the group
+    // when this test process goes away, however it ends.
+    let script = format!(
+        "set -m; \"{wr}\" dev -c \"{cfg}\" --port {port} --ip 127.0.0.1 --persist-to \"{state}\" \
+         --test-scheduled --log-level info > \"{log}\" 2>&1 & W=$!; \
+         trap 'kill -- -$W 2>/dev/null; rm -rf \"{dir}\"' EXIT; \
+         while kill -0 {parent} 2>/dev/null && kill -0 $W 2>/dev/null; do sleep 0.5; done",
+        wr = wr.display(),
+        cfg = cfg.display(),
+        state = state.display(),
+        log = log.display(),
+        dir = dir.display(),
+        parent = std::process::id(),
+    );
+    let child = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .env("WRANGLER_SEND_METRICS", "false")
+        // Offline: use the placeholder `Request.cf` instead of fetching it (and reloading).
+        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn wrangler dev");
+
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(port, &log);
+    Server {
+        base,
+        admin_email,
+        admin_password,
+        demo_password,
+        jwt_secret,
+        _child: child,
+    }
+}
+
+fn wait_ready(port: u16, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = s.write_all(
+                b"GET /health/ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            );
+            let mut buf = String::new();
+            let _ = s.read_to_string(&mut buf);
+            if buf.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!(
+        "the worker did not become ready on port {port}; wrangler said:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
