@@ -467,6 +467,12 @@ async function main() {
           `samples ${JSON.stringify(r.non_2xx_samples)}`,
       );
     }
+    if (failing.some(([, r]) => Object.values(r.non_2xx_samples).some((b) => b.includes('restarted mid-request')))) {
+      console.error(
+        '[bench] note: "Your worker restarted mid-request" is wrangler dev\'s proxy reporting a lost ' +
+          'connection to the worker (any fetch error on a non-root path gets this text); see bench/README.md',
+      );
+    }
     process.exitCode = 1;
   } else {
     const any = Object.entries(results).filter(([, r]) => r.non_2xx + r.errors + r.timeouts > 0);

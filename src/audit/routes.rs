@@ -174,7 +174,7 @@ async fn admin_audit(cx: Ctx) -> Result<Reply> {
 async fn audit_list(cx: &Ctx, tenant_id: Option<String>) -> Result<Reply> {
     let page = cx.page()?;
     let csv = cx.query_enum("format", &["json", "csv"])?.as_deref() == Some("csv");
-    let mut q = Filter::new("SELECT * FROM audit_logs WHERE 1 = 1", Vec::new());
+    let mut q = Filter::new("SELECT * FROM audit_logs WHERE 1 = 1", args![]);
     q.and_opt("audit_logs.tenant_id = ?", tenant_id.map(Arg::from))
         .and_opt(
             "audit_logs.action = ?",

@@ -73,11 +73,11 @@ impl<T: Clone + Into<Arg>> From<&Option<T>> for Arg {
     }
 }
 
-/// Builds a `Vec<Arg>` from heterogeneous values.
+/// Builds an array of `Arg`s from heterogeneous values.
 #[macro_export]
 macro_rules! args {
     ($($v:expr),* $(,)?) => {
-        vec![$($crate::platform::db::Arg::from($v)),*]
+        [$($crate::platform::db::Arg::from($v)),*]
     };
 }
 
@@ -154,17 +154,17 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn new(base: &str, args: Vec<Arg>) -> Filter {
+    pub fn new(base: &str, args: impl Into<Vec<Arg>>) -> Filter {
         Filter {
             sql: base.to_string(),
-            args,
+            args: args.into(),
         }
     }
 
     /// Adds a condition with `?` placeholders, numbered in order.
-    pub fn and(&mut self, condition: &str, values: Vec<Arg>) -> &mut Self {
+    pub fn and(&mut self, condition: &str, values: impl Into<Vec<Arg>>) -> &mut Self {
         let mut cond = String::new();
-        let mut vals = values.into_iter();
+        let mut vals = values.into().into_iter();
         for ch in condition.chars() {
             if ch == '?' {
                 if let Some(v) = vals.next() {
@@ -192,7 +192,7 @@ impl Filter {
         if let Some((created, id)) = &page.after {
             self.and(
                 &format!("({table}.created_at < ? OR ({table}.created_at = ? AND {table}.id < ?))"),
-                vec![created.into(), created.into(), id.into()],
+                args![created, created, id],
             );
         }
         self.sql.push_str(&format!(

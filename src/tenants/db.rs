@@ -32,7 +32,7 @@ pub struct ListFilter {
 pub async fn list(db: &Db, f: &ListFilter, page: &Page) -> Result<Vec<Tenant>> {
     let mut q = Filter::new(
         &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE tenants.deleted_at IS NULL"),
-        Vec::new(),
+        args![],
     );
     q.and_opt("tenants.status = ?", f.status.clone().map(Into::into))
         .and_opt("tenants.plan = ?", f.plan.clone().map(Into::into));
@@ -75,7 +75,7 @@ pub fn insert_stmt(
 /// Applies the given fields; `None` leaves a column as it is.
 pub fn update_stmt(db: &Db, id: &str, f: &TenantFields, now: &str) -> Result<D1PreparedStatement> {
     let mut sets: Vec<String> = vec!["updated_at = ?2".into()];
-    let mut values: Vec<Arg> = args![id, now];
+    let mut values: Vec<Arg> = args![id, now].to_vec();
     let mut set = |col: &str, v: Arg| {
         values.push(v);
         sets.push(format!("{col} = ?{}", values.len()));
