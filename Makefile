@@ -19,7 +19,7 @@ export ESBUILD_BIN := $(CURDIR)/node_modules/.bin/esbuild
 export WASM_OPT_BIN := $(CURDIR)/node_modules/.bin/wasm-opt
 WRANGLER := $(CURDIR)/node_modules/.bin/wrangler
 
-.PHONY: help tools build dev-vars migrate seed dev test unit integration check bench deploy-check clean
+.PHONY: help tools build dev-vars migrate seed dev test unit integration check bench fuzz deploy-check clean
 
 help:
 	@echo "make dev    set up (tools, secrets, build, migrate, seed) and serve on http://localhost:$(PORT)"
@@ -84,6 +84,11 @@ check:
 
 bench: build
 	node bench/run.mjs
+
+## fuzz: schemathesis against our own OpenAPI document (needs PyPI's schemathesis, pinned here).
+fuzz: build
+	@python3 -m pip install -q "schemathesis==4.32.5"
+	scripts/fuzz.sh
 
 deploy-check: build
 	$(WRANGLER) deploy --dry-run --outdir build/dry-run

@@ -164,7 +164,8 @@ fn operation(route: &Route) -> Value {
             problem("Invalid input; `errors` names the fields"),
         );
     }
-    if !public {
+    let api = route.path.starts_with("/api/v1/");
+    if !public || (api && route.request.is_some()) {
         responses.insert(
             "401".into(),
             problem("Missing, invalid or expired credentials"),
@@ -173,6 +174,8 @@ fn operation(route: &Route) -> Value {
             "403".into(),
             problem("The caller's role or scopes do not allow this"),
         );
+    }
+    if !public || api {
         responses.insert(
             "429".into(),
             problem("Rate limit exceeded; see Retry-After"),
