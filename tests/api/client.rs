@@ -56,6 +56,24 @@ impl Resp {
     }
 }
 
+/// Bursts run alone: `wrangler dev`'s local proxy drops requests that queue behind a burst on a
+/// small machine (it answers 503 "worker restarted mid-request"). Ordinary requests hold the
+/// read side while in flight; a burst holds the write side (see `exclusive`).
+static TRAFFIC: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Runs `burst` while no other test has a request in flight.
+pub async fn exclusive<T>(burst: impl std::future::Future<Output = T>) -> T {
+    let _alone = TRAFFIC.write().unwrap_or_else(|e| e.into_inner());
+    BURSTING.with(|b| b.set(true));
+    let out = burst.await;
+    BURSTING.with(|b| b.set(false));
+    out
+}
+
+thread_local! {
+    static BURSTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 pub struct Req {
     method: Method,
     path: String,
@@ -113,6 +131,12 @@ impl Req {
     }
 
     pub async fn send(self) -> Resp {
+        // Requests of the burst itself (same thread) pass; everyone else waits for it.
+        let _turn = if BURSTING.with(|b| b.get()) {
+            None
+        } else {
+            Some(TRAFFIC.read().unwrap_or_else(|e| e.into_inner()))
+        };
         let client = reqwest::Client::new();
         let mut rb = client.request(self.method, format!("{}{}", server().base, self.path));
         if let Some(t) = self.token {
