@@ -141,6 +141,7 @@ pub fn routes() -> Vec<Route> {
             "The tenant's audit trail (JSON, or CSV with ?format=csv)",
         )
         .list("AuditLog")
+        .csv()
         .query(&AUDIT_QUERY),
         Route::get(
             "/api/v1/admin/audit-logs",
@@ -149,6 +150,7 @@ pub fn routes() -> Vec<Route> {
         )
         .doc("admin", "The audit trail of every tenant")
         .list("AuditLog")
+        .csv()
         .query(&ADMIN_AUDIT_QUERY),
         Route::get(
             "/api/v1/admin/api-logs",

@@ -9,17 +9,25 @@ use crate::users::model::User;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    #[schema(format = "email", max_length = 254)]
     pub email: String,
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
+    #[schema(min_length = 1, max_length = 200)]
     pub full_name: String,
+    #[schema(min_length = 1, max_length = 200)]
     pub organization_name: String,
+    /// 3–63 characters of a-z, 0-9 and inner hyphens.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")]
     pub organization_slug: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(format = "email")]
     pub email: String,
+    #[schema(min_length = 1, max_length = 128)]
     pub password: String,
 }
 

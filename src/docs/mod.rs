@@ -105,20 +105,22 @@ fn success(route: &Route) -> (String, Value) {
                 }),
             )
         }
-        ResponseDoc::List(schema) => (
-            "200".into(),
-            json!({
-                "description": "A page of results",
-                "headers": headers,
-                "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["data", "next_cursor"],
-                    "properties": {
-                        "data": {"type": "array", "items": schema_ref(schema)},
-                        "next_cursor": {"type": ["string", "null"]}
-                    }
-                }}}
-            }),
-        ),
+        ResponseDoc::List(schema) => {
+            let mut content = json!({"application/json": {"schema": {
+                "type": "object", "required": ["data", "next_cursor"],
+                "properties": {
+                    "data": {"type": "array", "items": schema_ref(schema)},
+                    "next_cursor": {"type": ["string", "null"]}
+                }
+            }}});
+            if route.csv {
+                content["text/csv"] = json!({"schema": {"type": "string"}});
+            }
+            (
+                "200".into(),
+                json!({"description": "A page of results", "headers": headers, "content": content}),
+            )
+        }
         ResponseDoc::NoContent => (
             "204".into(),
             json!({"description": "Done", "headers": headers}),

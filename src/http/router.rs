@@ -140,6 +140,8 @@ pub struct Route {
     pub rate: RateClass,
     /// Also listed in the OpenAPI document (aliases are not).
     pub documented: bool,
+    /// The list can also be downloaded as CSV (`?format=csv`).
+    pub csv: bool,
 }
 
 impl Route {
@@ -161,6 +163,7 @@ impl Route {
                 RateClass::Tenant
             },
             documented: true,
+            csv: false,
         }
     }
     pub fn get(path: &'static str, access: Access, handler: Handler) -> Route {
@@ -221,6 +224,10 @@ impl Route {
     }
     pub fn unlimited(mut self) -> Route {
         self.rate = RateClass::None;
+        self
+    }
+    pub fn csv(mut self) -> Route {
+        self.csv = true;
         self
     }
     pub fn alias(mut self) -> Route {

@@ -61,7 +61,9 @@ impl Resp {
 /// read side while in flight; a burst holds the write side (see `exclusive`).
 static TRAFFIC: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
-/// Runs `burst` while no other test has a request in flight.
+/// Runs `burst` while no other test has a request in flight. Holding the lock across awaits is
+/// the point: each test runs on its own thread and runtime, so only other tests wait.
+#[allow(clippy::await_holding_lock)]
 pub async fn exclusive<T>(burst: impl std::future::Future<Output = T>) -> T {
     let _alone = TRAFFIC.write().unwrap_or_else(|e| e.into_inner());
     BURSTING.with(|b| b.set(true));
@@ -130,6 +132,7 @@ impl Req {
         self
     }
 
+    #[allow(clippy::await_holding_lock)] // see TRAFFIC
     pub async fn send(self) -> Resp {
         // Requests of the burst itself (same thread) pass; everyone else waits for it.
         let _turn = if BURSTING.with(|b| b.get()) {
