@@ -42,6 +42,8 @@ tools:
 ## build: the release worker (build/worker/shim.mjs + wasm), offline.
 build: tools
 	$(CARGO_BIN)/worker-build --release
+	@# worker-build keeps the wasm name section (~180 KB); the runtime does not need it.
+	$(WASM_OPT_BIN) --strip-debug --strip-producers build/index_bg.wasm -o build/index_bg.wasm
 
 dev-vars:
 	@python3 scripts/dev_vars.py .dev.vars
@@ -90,7 +92,9 @@ fuzz: build
 	@python3 -m pip install -q "schemathesis==4.32.5"
 	scripts/fuzz.sh
 
-deploy-check: build
+## deploy-check: `wrangler deploy --dry-run` of the current build (run `make build` first).
+deploy-check: tools
+	@test -f build/worker/shim.mjs || { echo "no build: run make build"; exit 1; }
 	$(WRANGLER) deploy --dry-run --outdir build/dry-run
 
 clean:
