@@ -96,13 +96,8 @@ pub async fn active_owner_count(db: &Db, tenant_id: &str) -> Result<i64> {
 }
 
 pub async fn email_taken(db: &Db, email: &str) -> Result<bool> {
-    #[derive(Deserialize)]
-    struct Row {
-        #[allow(dead_code)]
-        id: String,
-    }
     Ok(db
-        .one::<Row>("SELECT id FROM users WHERE email = ?1", &args![email])
+        .one::<serde_json::Value>("SELECT id FROM users WHERE email = ?1", &args![email])
         .await?
         .is_some())
 }
