@@ -231,10 +231,11 @@ async fn login(cx: Ctx) -> Result<Reply> {
         return Err(invalid_credentials());
     };
     let user = cred.user;
-    if user.status != "active"
-        || cred.tenant_status == "suspended"
-        || cred.tenant_deleted_at.is_some()
-    {
+    if !principal::account_usable(
+        &user.status,
+        &cred.tenant_status,
+        cred.tenant_deleted_at.as_deref(),
+    ) {
         audit::entry(&cx, "auth.login_refused")
             .tenant(user.tenant_id.as_str())
             .actor(Some(user.id.clone()), Some(user.email.clone()))
@@ -322,8 +323,11 @@ async fn refresh(cx: Ctx) -> Result<Reply> {
     if row.used_at.is_some() {
         return reused().await;
     }
-    if row.status != "active" || row.tenant_status == "suspended" || row.tenant_deleted_at.is_some()
-    {
+    if !principal::account_usable(
+        &row.status,
+        &row.tenant_status,
+        row.tenant_deleted_at.as_deref(),
+    ) {
         return Err(suspended());
     }
     let spent = db

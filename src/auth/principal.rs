@@ -64,6 +64,20 @@ impl Principal {
     }
 }
 
+/// Whether an organisation may act: neither suspended nor deleted.
+pub fn tenant_usable(tenant_status: &str, tenant_deleted_at: Option<&str>) -> bool {
+    tenant_status != "suspended" && tenant_deleted_at.is_none()
+}
+
+/// Whether a user may log in or use a token: active, in a usable organisation.
+pub fn account_usable(
+    user_status: &str,
+    tenant_status: &str,
+    tenant_deleted_at: Option<&str>,
+) -> bool {
+    user_status == "active" && tenant_usable(tenant_status, tenant_deleted_at)
+}
+
 fn unauthorized(code: &'static str, detail: &str) -> AppError {
     AppError::Unauthorized(code, detail.into())
 }
@@ -158,8 +172,11 @@ pub async fn authenticate(
             "The session has ended; log in again.",
         ));
     }
-    if row.status != "active" || row.tenant_status == "suspended" || row.tenant_deleted_at.is_some()
-    {
+    if !account_usable(
+        &row.status,
+        &row.tenant_status,
+        row.tenant_deleted_at.as_deref(),
+    ) {
         return Err(AppError::Forbidden(
             "account_suspended",
             "This account or its organisation is suspended.".into(),
@@ -191,7 +208,7 @@ async fn authenticate_key(db: &Db, key: &str, now_ms: i64) -> Result<Principal> 
     if row.expires_at.as_deref().is_some_and(|e| e <= now.as_str()) {
         return Err(unauthorized("invalid_api_key", "The API key has expired."));
     }
-    if row.tenant_status == "suspended" || row.tenant_deleted_at.is_some() {
+    if !tenant_usable(&row.tenant_status, row.tenant_deleted_at.as_deref()) {
         return Err(AppError::Forbidden(
             "account_suspended",
             "This organisation is suspended.".into(),
@@ -314,6 +331,19 @@ mod tests {
         assert!(authorize(Access::TenantAdmin, &key(&["admin"]), Method::Post).is_ok());
         assert!(authorize(Access::Session, &key(&["admin"]), Method::Get).is_err());
         assert!(authorize(Access::PlatformAdmin, &key(&["admin"]), Method::Get).is_err());
+    }
+
+    #[test]
+    fn suspended_or_deleted_accounts_are_unusable() {
+        assert!(account_usable("active", "active", None));
+        assert!(account_usable("active", "pending", None));
+        assert!(!account_usable("suspended", "active", None));
+        assert!(!account_usable("active", "suspended", None));
+        assert!(!account_usable(
+            "active",
+            "active",
+            Some("2026-01-01T00:00:00.000Z")
+        ));
     }
 
     #[test]
