@@ -25,10 +25,7 @@ pub struct Ctx {
     pub env: Env,
     pub config: Rc<Config>,
     pub request_id: String,
-    pub method: super::router::Method,
     pub path: String,
-    /// The matched route pattern, e.g. `/api/v1/users/:id`.
-    pub route: &'static str,
     pub params: Vec<(&'static str, String)>,
     pub query: Vec<(String, String)>,
     pub headers: worker::Headers,
