@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
-"""Prints the SQL that seeds local development data: the platform admin and demo tenants.
+"""Prints the SQL that seeds local development data: the platform admin, demo tenants, and the
+agency client's ten priced workflows (their http steps call the mock upstream at
+--provider-url, which `make dev` starts) with a few past executions in every state.
 
 Idempotent: fixed ids and upserts, so running it again only refreshes passwords from
 .dev.vars. Password hashes use the worker's format:
 pbkdf2_sha256$100000$<salt base64>$<hash base64> (PBKDF2-HMAC-SHA256, no padding).
 
-usage: seed.py [--vars .dev.vars]  (reads ADMIN_EMAIL, ADMIN_PASSWORD, DEMO_PASSWORD)
+usage: seed.py [--vars .dev.vars] [--provider-url http://127.0.0.1:8790]
+       (reads ADMIN_EMAIL, ADMIN_PASSWORD, DEMO_PASSWORD)
 """
 import argparse
 import base64
 import datetime
 import hashlib
+import json
 import os
 import sys
 
@@ -48,6 +52,7 @@ def q(v):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vars", default=".dev.vars")
+    ap.add_argument("--provider-url", default=os.environ.get("MOCK_UPSTREAM_URL", "http://127.0.0.1:8790"))
     args = ap.parse_args()
     env = read_vars(args.vars)
     for k in ("ADMIN_EMAIL", "ADMIN_PASSWORD", "DEMO_PASSWORD"):
@@ -87,7 +92,125 @@ def main():
             f"({q(uid)}, {q(tid)}, {q(email)}, {q(name)}, {q(role)}, 'active', {q(h)}, {q(now)}, {q(now)}) "
             "ON CONFLICT(id) DO UPDATE SET email = excluded.email, password_hash = excluded.password_hash, status = 'active';"
         )
+    out.extend(workflow_sql(args.provider_url.rstrip("/"), now))
     print("\n".join(out))
+
+
+def http(name, url, body, output=None):
+    step = {"name": name, "kind": "http", "method": "POST", "url": url, "body": body, "timeout_seconds": 20}
+    if output:
+        step["output"] = output
+    return step
+
+
+def transform(name, template):
+    return {"name": name, "kind": "transform", "template": template}
+
+
+def demo_workflows(p):
+    """The ten priced workflows of the spec: (id, name, description, price, cost, steps)."""
+    img = f"{p}/v1/images"
+    return [
+        ("wfl_demo_batch_images", "Batch Image Generator", "Generates a batch of images from one prompt.", 250, 60, [
+            http("generate", f"{img}/generations", {"prompt": "{{input.prompt}}", "n": "{{input.count}}"}, {"images": "data"}),
+            {"name": "settle", "kind": "delay", "seconds": 2},
+            transform("result", {"prompt": "{{input.prompt}}", "images": "{{steps.generate.output.images}}"}),
+        ]),
+        ("wfl_demo_style_transfer", "Style Transfer Pipeline", "Re-renders an image in a reference style.", 180, 45, [
+            http("stylize", f"{img}/style-transfer", {"image_url": "{{input.image_url}}", "style": "{{input.style}}"}),
+            transform("result", {"image": "{{steps.stylize.output.data.0.url}}", "style": "{{input.style}}"}),
+        ]),
+        ("wfl_demo_product_photo", "Product Photo Enhancer", "Cleans up lighting and colour of product shots.", 150, 35, [
+            http("enhance", f"{img}/enhance", {"image_url": "{{input.image_url}}", "preset": "product"}),
+            transform("result", {"image": "{{steps.enhance.output.data.0.url}}"}),
+        ]),
+        ("wfl_demo_social_content", "Social Media Content Generator", "Writes a post and generates its visual.", 200, 50, [
+            http("copy", f"{p}/v1/chat/completions", {"model": "demo", "messages": [
+                {"role": "user", "content": "Write a {{input.platform}} post about {{input.topic}}"}]}),
+            http("visual", f"{img}/generations", {"prompt": "{{input.topic}}", "n": 1}),
+            transform("result", {"caption": "{{steps.copy.output.choices.0.message.content}}",
+                                 "image": "{{steps.visual.output.data.0.url}}", "platform": "{{input.platform}}"}),
+        ]),
+        ("wfl_demo_logo_variations", "Logo Variation Creator", "Creates variations of a logo.", 350, 80, [
+            http("vary", f"{img}/variations", {"image_url": "{{input.logo_url}}", "n": "{{input.variations}}"}),
+            transform("result", {"variations": "{{steps.vary.output.data}}"}),
+        ]),
+        ("wfl_demo_moodboard", "Moodboard Generator", "Assembles a moodboard for a theme.", 120, 25, [
+            http("tiles", f"{img}/generations", {"prompt": "moodboard tile: {{input.theme}}", "n": 6}, {"tiles": "data"}),
+            transform("result", {"theme": "{{input.theme}}", "tiles": "{{steps.tiles.output.tiles}}"}),
+        ]),
+        ("wfl_demo_upscaler", "Image Upscaler Pro", "Upscales an image 2x or 4x.", 100, 20, [
+            http("upscale", f"{img}/upscale", {"image_url": "{{input.image_url}}", "scale": "{{input.scale}}"}),
+            transform("result", {"image": "{{steps.upscale.output.data.0.url}}", "scale": "{{input.scale}}"}),
+        ]),
+        ("wfl_demo_background", "Portrait Background Replacer", "Cuts out a portrait and places it on a new background.", 190, 45, [
+            http("cutout", f"{img}/remove-background", {"image_url": "{{input.image_url}}"}),
+            http("compose", f"{img}/compose", {"image_url": "{{steps.cutout.output.data.0.url}}", "background": "{{input.background}}"}),
+            transform("result", {"image": "{{steps.compose.output.data.0.url}}"}),
+        ]),
+        ("wfl_demo_watermark", "Batch Watermark Applier", "Stamps a watermark on a batch of images.", 50, 8, [
+            http("stamp", f"{img}/watermark", {"images": "{{input.image_urls}}", "text": "{{input.watermark_text}}"}),
+            transform("result", {"watermarked": "{{steps.stamp.output.data}}"}),
+        ]),
+        ("wfl_demo_avatar", "AI Avatar Generator", "Turns a photo into a stylised avatar.", 300, 70, [
+            http("avatar", f"{img}/avatar", {"photo_url": "{{input.photo_url}}", "style": "{{input.style}}"}),
+            {"name": "settle", "kind": "delay", "seconds": 1},
+            transform("result", {"avatar": "{{steps.avatar.output.data.0.url}}"}),
+        ]),
+    ]
+
+
+def iso(dt):
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def workflow_sql(provider, now):
+    out = []
+    tenant = "ten_demo_agency"
+    base = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    workflows = demo_workflows(provider)
+    for i, (wid, name, desc, price, cost, steps) in enumerate(workflows):
+        config = json.dumps({"timeout_seconds": 1800, "steps": steps})
+        out.append(
+            "INSERT INTO workflows (id, tenant_id, name, description, status, config, cost_per_execution, "
+            "revenue_per_execution, created_at, updated_at, deployed_at) VALUES "
+            f"({q(wid)}, {q(tenant)}, {q(name)}, {q(desc)}, 'deployed', {q(config)}, {q(float(cost))}, "
+            f"{q(float(price))}, {q(iso(base - datetime.timedelta(days=60, minutes=i)))}, {q(now)}, {q(now)}) "
+            "ON CONFLICT(id) DO UPDATE SET config = excluded.config;"
+        )
+    # Past executions of the first workflow, one or more in every state. The running ones have
+    # no queue message behind them: the timeout sweep fails them half an hour later, as it
+    # would any stuck run.
+    wid, _, _, _, _, steps = workflows[0]
+    config = json.dumps({"timeout_seconds": 1800, "steps": steps})
+    images = [{"url": f"{provider}/files/demo-{k}.png", "revised_prompt": "a lighthouse at dawn"} for k in range(2)]
+    final = {"prompt": "a lighthouse at dawn", "images": images}
+    history = [
+        # suffix, status, minutes ago, next_step, progress, output, error, attempts
+        ("done1", "completed", 3 * 24 * 60, 3, 100, final, None, 3),
+        ("done2", "completed", 26 * 60, 3, 100, final, None, 4),
+        ("failed", "failed", 20 * 60, 0, 0, None, "step `generate` failed: POST /v1/images/generations answered 500", 3),
+        ("cancel", "cancelled", 5 * 60, 1, 33, None, None, 1),
+        ("running", "processing", 3, 1, 33, None, None, 1),
+        ("queued", "pending", 1, 0, 0, None, None, 0),
+    ]
+    for suffix, status, ago, next_step, progress, output, error, attempts in history:
+        created = base - datetime.timedelta(minutes=ago)
+        ended = status in ("completed", "failed", "cancelled")
+        completed = iso(created + datetime.timedelta(seconds=4)) if ended else None
+        started = iso(created + datetime.timedelta(seconds=1)) if status != "pending" else None
+        out.append(
+            "INSERT OR IGNORE INTO executions (id, workflow_id, tenant_id, status, progress, input_data, output_data, "
+            "error_message, attempts, config, step_count, next_step, timeout_at, created_by, created_at, updated_at, "
+            "started_at, completed_at, duration_seconds) VALUES "
+            f"({q('exe_demo_' + suffix)}, {q(wid)}, {q(tenant)}, {q(status)}, {progress}, "
+            f"{q(json.dumps({'prompt': 'a lighthouse at dawn', 'count': 2}))}, "
+            f"{q(json.dumps(output) if output else None)}, {q(error)}, {attempts}, {q(config)}, {len(steps)}, "
+            f"{next_step}, {q(iso(created + datetime.timedelta(minutes=30)))}, 'usr_demo_agency_member', "
+            f"{q(iso(created))}, {q(completed or iso(created))}, {q(started)}, {q(completed)}, "
+            f"{q(3.0 if ended else None)});"
+        )
+    return out
 
 
 if __name__ == "__main__":

@@ -9,14 +9,19 @@ pub mod health;
 pub mod http;
 pub mod maintenance;
 pub mod platform;
+pub mod queues;
 pub mod routes;
+pub mod settings;
 pub mod tenants;
 pub mod users;
+pub mod workflows;
 
 #[path = "../durable/rate_limiter.rs"]
 pub mod rate_limiter;
 
-use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
+use worker::{
+    event, Context, Env, MessageBatch, Request, Response, ScheduleContext, ScheduledEvent,
+};
 
 #[event(start)]
 fn start() {
@@ -43,4 +48,9 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     if let Err(e) = maintenance::sweep(&env).await {
         worker::console_error!("scheduled sweep failed: {e}");
     }
+}
+
+#[event(queue)]
+async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker::Result<()> {
+    queues::consume(batch, env).await
 }

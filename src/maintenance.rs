@@ -1,5 +1,5 @@
 //! Periodic clean-up run by the cron trigger: expired idempotency records, ended sessions and
-//! their refresh tokens, and request-log rows past retention.
+//! their refresh tokens, request-log rows past retention, and executions past their timeout.
 
 use worker::Env;
 
@@ -31,9 +31,10 @@ pub async fn sweep(env: &Env) -> Result<()> {
             )?,
         ])
         .await?;
+    let timed_out = crate::workflows::fail_timed_out(env, now).await?;
     worker::console_log!(
         "{}",
-        serde_json::json!({"level": "info", "event": "sweep", "idempotency": counts[0], "refresh_tokens": counts[1], "api_logs": counts[2]})
+        serde_json::json!({"level": "info", "event": "sweep", "idempotency": counts[0], "refresh_tokens": counts[1], "api_logs": counts[2], "executions_timed_out": timed_out})
     );
     Ok(())
 }

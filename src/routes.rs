@@ -11,5 +11,8 @@ pub fn all() -> Vec<Route> {
     routes.extend(crate::apikeys::routes());
     routes.extend(crate::tenants::routes());
     routes.extend(crate::audit::routes::routes());
+    routes.extend(crate::settings::routes());
+    routes.extend(crate::workflows::routes());
+    routes.extend(crate::workflows::admin::routes());
     routes
 }

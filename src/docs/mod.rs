@@ -43,9 +43,19 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::auth::model::*;
     use crate::health::{Health, HealthChecks};
     use crate::http::error::{FieldError, Problem};
+    use crate::settings::secrets::{PutSecret, Secret};
+    use crate::settings::{CallbackSecret, Settings, UpdateSettings};
     use crate::tenants::model::{CreateTenant, Tenant, UpdateTenant};
     use crate::tenants::CreateUser;
     use crate::users::model::{UpdateUser, User};
+    use crate::workflows::admin::{
+        Dashboard, ErrorEntry, TenantCounts, Uptime, Window, WorkflowPerformance,
+    };
+    use crate::workflows::config::{Step, WorkflowConfig};
+    use crate::workflows::model::{
+        CreateWorkflow, ExecuteWorkflow, Execution, StartedExecution, StepRun, UpdateWorkflow,
+        Workflow, WorkflowStats,
+    };
     schemas![
         Problem,
         FieldError,
@@ -69,6 +79,27 @@ fn component_schemas() -> Vec<(String, Value)> {
         CreatedApiKey,
         AuditLog,
         ApiLog,
+        Settings,
+        UpdateSettings,
+        CallbackSecret,
+        Secret,
+        PutSecret,
+        WorkflowConfig,
+        Step,
+        Workflow,
+        WorkflowStats,
+        CreateWorkflow,
+        UpdateWorkflow,
+        ExecuteWorkflow,
+        Execution,
+        StartedExecution,
+        StepRun,
+        Dashboard,
+        TenantCounts,
+        Window,
+        Uptime,
+        WorkflowPerformance,
+        ErrorEntry,
     ]
 }
 
@@ -187,6 +218,12 @@ fn operation(route: &Route) -> Value {
         responses.insert(
             "404".into(),
             problem("No such resource in the caller's tenant"),
+        );
+    }
+    if route.metered {
+        responses.insert(
+            "402".into(),
+            problem("The plan's quota for this month is used up (`quota_exceeded`)"),
         );
     }
     if route.method != Method::Get {

@@ -38,6 +38,8 @@ pub enum AppError {
     RateLimited {
         retry_after_secs: u64,
     },
+    /// 402: the plan's allowance for this period is used up.
+    QuotaExceeded(String),
     /// Anything unexpected. The message is logged, never shown.
     Internal(String),
 }
@@ -81,6 +83,7 @@ impl AppError {
             AppError::UnsupportedMediaType(_) => 415,
             AppError::Unprocessable(..) => 422,
             AppError::RateLimited { .. } => 429,
+            AppError::QuotaExceeded(_) => 402,
             AppError::Internal(_) => 500,
         }
     }
@@ -98,6 +101,7 @@ impl AppError {
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::Unprocessable(code, _) => code,
             AppError::RateLimited { .. } => "rate_limited",
+            AppError::QuotaExceeded(_) => "quota_exceeded",
             AppError::Internal(_) => "internal_error",
         }
     }
@@ -106,6 +110,7 @@ impl AppError {
         match self.status() {
             400 => "Bad Request",
             401 => "Unauthorized",
+            402 => "Payment Required",
             403 => "Forbidden",
             404 => "Not Found",
             405 => "Method Not Allowed",
@@ -124,6 +129,7 @@ impl AppError {
             | AppError::Unauthorized(_, d)
             | AppError::Forbidden(_, d)
             | AppError::Conflict(d)
+            | AppError::QuotaExceeded(d)
             | AppError::UnsupportedMediaType(d)
             | AppError::Unprocessable(_, d) => d.clone(),
             AppError::Validation(errors) => match errors.as_slice() {

@@ -63,6 +63,15 @@ fn join(path: &str, name: &str) -> String {
     }
 }
 
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+pub fn double_option<'de, D, T>(de: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(de).map(Some)
+}
+
 /// Collects field errors while a DTO is turned into domain values.
 #[derive(Default)]
 pub struct Checks(Vec<FieldError>);

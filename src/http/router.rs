@@ -142,6 +142,8 @@ pub struct Route {
     pub documented: bool,
     /// The list can also be downloaded as CSV (`?format=csv`).
     pub csv: bool,
+    /// Counts against a plan quota: may answer 402 `quota_exceeded`.
+    pub metered: bool,
 }
 
 impl Route {
@@ -157,6 +159,7 @@ impl Route {
             response: ResponseDoc::NoContent,
             query: &[],
             idempotent: false,
+            metered: false,
             rate: if access == Access::Public {
                 RateClass::None
             } else {
@@ -220,6 +223,10 @@ impl Route {
     }
     pub fn idempotent(mut self) -> Route {
         self.idempotent = true;
+        self
+    }
+    pub fn metered(mut self) -> Route {
+        self.metered = true;
         self
     }
     pub fn unlimited(mut self) -> Route {

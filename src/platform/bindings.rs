@@ -3,4 +3,7 @@
 pub const DB: &str = "DB";
 pub const MEDIA: &str = "MEDIA";
 pub const JOBS: &str = "JOBS";
+pub const DLQ: &str = "DLQ";
+/// The dead-letter queue's name, as the consumer sees it in `MessageBatch::queue()`.
+pub const DLQ_QUEUE: &str = "tenantry-dlq";
 pub const RATE_LIMITER: &str = "RATE_LIMITER";

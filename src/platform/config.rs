@@ -9,6 +9,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 #[derive(Debug, Clone)]
 pub struct Config {
     pub jwt_secret: Vec<u8>,
+    /// AES-256-GCM key for secrets at rest, derived from `ENCRYPTION_KEY`.
+    pub encryption_key: [u8; 32],
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub access_ttl_secs: i64,
@@ -71,8 +73,17 @@ impl Config {
                 "config: JWT_SECRET must be at least 32 characters".into(),
             ));
         }
+        let encryption_key = var(env, "ENCRYPTION_KEY")
+            .filter(|k| k.len() >= 32)
+            .ok_or_else(|| {
+                AppError::Internal(
+                    "config: ENCRYPTION_KEY must be set to at least 32 characters (run `make dev`)"
+                        .into(),
+                )
+            })?;
         Ok(Config {
             jwt_secret: jwt_secret.into_bytes(),
+            encryption_key: crate::platform::crypto::derive_key(&encryption_key),
             jwt_issuer: var(env, "JWT_ISSUER").unwrap_or_else(|| "tenantry".into()),
             jwt_audience: var(env, "JWT_AUDIENCE").unwrap_or_else(|| "tenantry-api".into()),
             access_ttl_secs: num(env, "ACCESS_TOKEN_TTL_SECS", 900)?,

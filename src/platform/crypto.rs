@@ -67,9 +67,72 @@ pub async fn pbkdf2_sha256(
     Ok(js_sys::Uint8Array::new(&bits).to_vec())
 }
 
+/// Encrypts a secret at rest with AES-256-GCM: `v1.<base64url(nonce ‖ ciphertext ‖ tag)>`.
+/// `aad` binds the ciphertext to its place (tenant and name), so a value copied into another
+/// row does not decrypt.
+pub fn seal(key: &[u8; 32], aad: &str, plaintext: &[u8]) -> String {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    let cipher = aes_gcm::Aes256Gcm::new(key.into());
+    let nonce = random_bytes::<12>();
+    let sealed = cipher
+        .encrypt(
+            (&nonce).into(),
+            Payload {
+                msg: plaintext,
+                aad: aad.as_bytes(),
+            },
+        )
+        .expect("AES-GCM encryption of an in-memory value cannot fail");
+    let mut out = nonce.to_vec();
+    out.extend(sealed);
+    format!("v1.{}", URL_SAFE_NO_PAD.encode(out))
+}
+
+/// Decrypts what `seal` wrote with the same key and `aad`.
+pub fn open(key: &[u8; 32], aad: &str, sealed: &str) -> Result<Vec<u8>, String> {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    let raw = sealed
+        .strip_prefix("v1.")
+        .and_then(|b| URL_SAFE_NO_PAD.decode(b).ok())
+        .filter(|r| r.len() > 12)
+        .ok_or("not a sealed value")?;
+    let cipher = aes_gcm::Aes256Gcm::new(key.into());
+    cipher
+        .decrypt(
+            raw[..12].into(),
+            Payload {
+                msg: &raw[12..],
+                aad: aad.as_bytes(),
+            },
+        )
+        .map_err(|_| "the value does not decrypt with this key".to_string())
+}
+
+/// The 256-bit key behind `seal`, derived from the `ENCRYPTION_KEY` secret's text.
+pub fn derive_key(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_values_open_only_with_their_key_and_place() {
+        let key = derive_key("k1");
+        let sealed = seal(&key, "ten_a:KEY", b"hunter2");
+        assert!(sealed.starts_with("v1."));
+        assert_ne!(
+            sealed,
+            seal(&key, "ten_a:KEY", b"hunter2"),
+            "fresh nonce each time"
+        );
+        assert_eq!(open(&key, "ten_a:KEY", &sealed).unwrap(), b"hunter2");
+        assert!(open(&key, "ten_b:KEY", &sealed).is_err());
+        assert!(open(&derive_key("k2"), "ten_a:KEY", &sealed).is_err());
+        assert!(open(&key, "ten_a:KEY", "v1.AAAA").is_err());
+        assert!(open(&key, "ten_a:KEY", "garbage").is_err());
+    }
 
     #[test]
     fn hmac_matches_rfc4231_case_2() {

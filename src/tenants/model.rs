@@ -54,21 +54,12 @@ pub struct UpdateTenant {
     pub plan: Option<String>,
     pub status: Option<String>,
     pub subscription_amount: Option<f64>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "json::double_option")]
     #[schema(value_type = Option<String>)]
     pub subscription_start_date: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "json::double_option")]
     #[schema(value_type = Option<String>)]
     pub subscription_end_date: Option<Option<String>>,
-}
-
-/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(de).map(Some)
 }
 
 /// Validated tenant fields (after defaults).

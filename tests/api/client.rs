@@ -102,6 +102,9 @@ pub fn get(path: &str) -> Req {
 pub fn post(path: &str) -> Req {
     req("POST", path)
 }
+pub fn put(path: &str) -> Req {
+    req("PUT", path)
+}
 pub fn patch(path: &str) -> Req {
     req("PATCH", path)
 }

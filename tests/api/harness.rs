@@ -14,7 +14,10 @@ pub struct Server {
     pub admin_password: String,
     pub demo_password: String,
     pub jwt_secret: String,
+    /// The mock upstream (scripts/mock_upstream.py): workflow steps and callbacks call it.
+    pub mock: String,
     _child: Child,
+    _mock: Child,
 }
 
 static SERVER: OnceLock<Server> = OnceLock::new();
@@ -112,10 +115,15 @@ fn start() -> Server {
             .env("WRANGLER_SEND_METRICS", "false"),
         "wrangler d1 migrations apply",
     );
+    let mock_port = free_port();
+    let mock = format!("http://127.0.0.1:{mock_port}");
+    let mock_child = start_mock(&root, mock_port, &dir);
     let seed = Command::new("python3")
         .arg(root.join("scripts/seed.py"))
         .arg("--vars")
         .arg(dir.join(".dev.vars"))
+        .arg("--provider-url")
+        .arg(&mock)
         .output()
         .expect("python3 scripts/seed.py");
     assert!(
@@ -171,8 +179,33 @@ fn start() -> Server {
         admin_password,
         demo_password,
         jwt_secret,
+        mock,
         _child: child,
+        _mock: mock_child,
     }
+}
+
+/// The mock upstream, ended (like wrangler) when this test process goes away.
+fn start_mock(root: &Path, port: u16, dir: &Path) -> Child {
+    let script = format!(
+        "python3 \"{py}\" --port {port} > \"{log}\" 2>&1 & M=$!; trap 'kill $M 2>/dev/null' EXIT; \
+         while kill -0 {parent} 2>/dev/null && kill -0 $M 2>/dev/null; do sleep 0.5; done",
+        py = root.join("scripts/mock_upstream.py").display(),
+        log = dir.join("mock.log").display(),
+        parent = std::process::id(),
+    );
+    let child = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn the mock upstream");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the mock upstream did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
 }
 
 fn wait_ready(port: u16, log: &Path) {

@@ -12,3 +12,4 @@ mod ops;
 mod tenants;
 mod tokens;
 mod users;
+mod workflows;

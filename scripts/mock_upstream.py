@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""A local stand-in for the external services workflow steps call, used by `make dev` and the
+integration tests. Standard library only. Every request is recorded and can be read back.
+
+Provider API (what the demo workflows call):
+  POST /v1/images/generations  {prompt, n?, size?}     -> {"created", "data": [{"url", "revised_prompt"}]}
+  POST /v1/images/<operation>  {image_url?, ...}        -> {"operation", "data": [{"url"}], "params"}
+  POST /v1/chat/completions    {messages, model?}       -> {"choices": [{"message": {"content"}}], "usage"}
+
+Test behaviours (KEY is any string; calls are recorded under it):
+  ANY  /echo/KEY               -> 200 {"method", "path", "received": <json body>, "headers", "call"}
+  ANY  /flaky/KEY/N            -> 500 for the first N calls, then 200 {"ok": true, "call"}
+  ANY  /fail/KEY               -> 500 {"error": "upstream failure"} always
+  ANY  /hook/KEY               -> 200, a callback receiver
+  GET  /_calls/KEY             -> {"calls": [{"method", "path", "headers", "body"}]}
+"""
+import argparse
+import hashlib
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+CALLS = {}
+LOCK = threading.Lock()
+
+
+def record(key, entry):
+    with LOCK:
+        CALLS.setdefault(key, []).append(entry)
+        return len(CALLS[key])
+
+
+def image_url(host, seed, i):
+    digest = hashlib.sha256(f"{seed}:{i}".encode()).hexdigest()[:16]
+    return f"http://{host}/files/{digest}.png"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):  # quiet; the tests read /_calls instead
+        pass
+
+    def reply(self, status, payload):
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def handle_any(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        text = raw.decode("utf-8", "replace")
+        try:
+            body = json.loads(text) if text else None
+        except ValueError:
+            body = None
+        parts = [p for p in self.path.split("?")[0].split("/") if p]
+        entry = {
+            "method": self.command,
+            "path": self.path,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body": text,
+        }
+        host = self.headers.get("Host", "localhost")
+
+        if self.command == "GET" and len(parts) == 2 and parts[0] == "_calls":
+            with LOCK:
+                calls = list(CALLS.get(parts[1], []))
+            return self.reply(200, {"calls": calls})
+        if len(parts) >= 2 and parts[0] in ("echo", "flaky", "fail", "hook"):
+            n = record(parts[1], entry)
+            if parts[0] == "echo":
+                return self.reply(200, {"method": self.command, "path": self.path, "received": body,
+                                        "headers": entry["headers"], "call": n})
+            if parts[0] == "flaky":
+                failures = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 1
+                if n <= failures:
+                    return self.reply(500, {"error": f"flaky failure {n} of {failures}"})
+                return self.reply(200, {"ok": True, "call": n})
+            if parts[0] == "fail":
+                return self.reply(500, {"error": "upstream failure"})
+            return self.reply(200, {"received": True})
+
+        record("provider", entry)
+        body = body if isinstance(body, dict) else {}
+        if self.command == "POST" and parts[:3] == ["v1", "images", "generations"]:
+            prompt = str(body.get("prompt", ""))
+            try:
+                n = max(1, min(int(body.get("n", 1)), 10))
+            except (TypeError, ValueError):
+                n = 1
+            return self.reply(200, {"created": int(time.time()),
+                                    "data": [{"url": image_url(host, prompt, i), "revised_prompt": prompt}
+                                             for i in range(n)]})
+        if self.command == "POST" and len(parts) == 3 and parts[:2] == ["v1", "images"]:
+            seed = json.dumps(body, sort_keys=True) + parts[2]
+            return self.reply(200, {"operation": parts[2], "params": body,
+                                    "data": [{"url": image_url(host, seed, 0)}]})
+        if self.command == "POST" and parts == ["v1", "chat", "completions"]:
+            messages = body.get("messages") or []
+            last = str(messages[-1].get("content", "")) if messages and isinstance(messages[-1], dict) else ""
+            content = f"Post idea: {last.strip()[:200]} #brand #launch"
+            return self.reply(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+                                    "usage": {"prompt_tokens": len(last.split()), "completion_tokens": len(content.split())}})
+        return self.reply(404, {"error": f"no mock for {self.command} {self.path}"})
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8790)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args()
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    server.daemon_threads = True
+    print(f"mock upstream on http://{args.host}:{args.port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,511 @@
+//! Runs one step of an execution for one queue message. Deliveries are at least once, so each
+//! message first decides (`plan`) whether its step is still to be done, then claims it with a
+//! lease in D1 so concurrent duplicates cannot both run it, and commits the result with a
+//! guarded update that a cancel or timeout in the meantime makes a no-op.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use worker::{AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit};
+
+use super::config::{Step, WorkflowConfig, DEFAULT_HTTP_TIMEOUT_SECS};
+use super::model::MAX_ATTEMPTS;
+use super::template::{self, Scope};
+use crate::args;
+use crate::http::error::{AppError, Result};
+use crate::platform::clock;
+use crate::platform::config::Config;
+use crate::platform::db::Db;
+use crate::queues::{self, DeadLetter, Job};
+use crate::settings::secrets;
+
+/// What the queue consumer does with the message afterwards.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    Ack,
+    /// Redeliver after this many seconds (the step failed and has attempts left).
+    Retry(u32),
+}
+
+/// Whether a delivery of step `step` should run it.
+#[derive(Debug, PartialEq)]
+pub enum Plan {
+    Run,
+    Skip(&'static str),
+}
+
+pub struct Snapshot<'a> {
+    pub status: &'a str,
+    pub next_step: i64,
+    pub lease_id: Option<&'a str>,
+    pub lease_until: Option<i64>,
+}
+
+pub fn plan(s: &Snapshot, step: i64, message_id: &str, now_ms: i64) -> Plan {
+    if !matches!(s.status, "pending" | "processing") {
+        return Plan::Skip("the execution has ended");
+    }
+    if step < s.next_step {
+        return Plan::Skip("the step is already done (redelivery)");
+    }
+    if step > s.next_step {
+        return Plan::Skip("an earlier step is not done yet");
+    }
+    match (s.lease_id, s.lease_until) {
+        (Some(holder), Some(until)) if holder != message_id && until > now_ms => {
+            Plan::Skip("another delivery is running this step")
+        }
+        _ => Plan::Run,
+    }
+}
+
+/// Seconds before retry `attempt + 1` of a failed step: 2, 4, 8, …
+pub fn backoff_secs(attempt: i64) -> u32 {
+    2u32.saturating_pow(attempt.clamp(1, 10) as u32)
+}
+
+pub fn progress(done: i64, total: i64) -> i64 {
+    if total <= 0 {
+        100
+    } else {
+        (done * 100 / total).clamp(0, 100)
+    }
+}
+
+#[derive(Deserialize)]
+struct RunRow {
+    tenant_id: String,
+    status: String,
+    config: String,
+    step_count: i64,
+    next_step: i64,
+    step_outputs: String,
+    input_data: String,
+    lease_id: Option<String>,
+    lease_until: Option<i64>,
+    started_at: Option<String>,
+    step_attempts: i64,
+}
+
+pub async fn run_step(
+    env: &Env,
+    cfg: &Config,
+    message_id: &str,
+    execution_id: &str,
+    step: i64,
+) -> Result<Outcome> {
+    let db = Db::from_env(env)?;
+    let Some(row) = db
+        .one::<RunRow>(
+            "SELECT e.tenant_id, e.status, e.config, e.step_count, e.next_step, e.step_outputs, \
+             e.input_data, e.lease_id, e.lease_until, e.started_at, \
+             (SELECT COUNT(*) FROM step_runs s WHERE s.execution_id = e.id AND s.step_index = ?2) \
+             AS step_attempts FROM executions e WHERE e.id = ?1",
+            &args![execution_id, step],
+        )
+        .await?
+    else {
+        log(execution_id, step, "skipped", "no such execution");
+        return Ok(Outcome::Ack);
+    };
+    let now_ms = clock::now_ms();
+    let snapshot = Snapshot {
+        status: &row.status,
+        next_step: row.next_step,
+        lease_id: row.lease_id.as_deref(),
+        lease_until: row.lease_until,
+    };
+    if let Plan::Skip(why) = plan(&snapshot, step, message_id, now_ms) {
+        log(execution_id, step, "skipped", why);
+        return Ok(Outcome::Ack);
+    }
+    let config: WorkflowConfig = serde_json::from_str(&row.config)
+        .map_err(|e| AppError::internal(format!("execution {execution_id} config: {e}")))?;
+    let Some(def) = config.steps.get(step as usize) else {
+        log(execution_id, step, "skipped", "no such step");
+        return Ok(Outcome::Ack);
+    };
+    let lease_secs = match def {
+        Step::Http {
+            timeout_seconds, ..
+        } => i64::from(timeout_seconds.unwrap_or(DEFAULT_HTTP_TIMEOUT_SECS)) + 30,
+        _ => 60,
+    };
+    let now = clock::rfc3339(now_ms);
+    let claimed = db
+        .run(
+            "UPDATE executions SET status = 'processing', started_at = COALESCE(started_at, ?4), \
+             lease_id = ?3, lease_until = ?5, updated_at = ?4 \
+             WHERE id = ?1 AND next_step = ?2 AND status IN ('pending', 'processing') \
+             AND (lease_id IS NULL OR lease_id = ?3 OR lease_until < ?6)",
+            &args![
+                execution_id,
+                step,
+                message_id,
+                now.as_str(),
+                now_ms + lease_secs * 1000,
+                now_ms
+            ],
+        )
+        .await?;
+    if claimed == 0 {
+        log(
+            execution_id,
+            step,
+            "skipped",
+            "lost the claim to another delivery",
+        );
+        return Ok(Outcome::Ack);
+    }
+    let started_ms = row
+        .started_at
+        .as_deref()
+        .and_then(clock::parse_time)
+        .unwrap_or(now_ms);
+    let attempt = row.step_attempts + 1;
+    let input: Value = serde_json::from_str(&row.input_data).unwrap_or(Value::Null);
+    let mut outputs: Map<String, Value> =
+        serde_json::from_str(&row.step_outputs).unwrap_or_default();
+
+    let result = run(cfg, &db, &row.tenant_id, def, &input, &outputs).await;
+    let ended_ms = clock::now_ms();
+    let ended = clock::rfc3339(ended_ms);
+    let duration_secs = ((ended_ms - started_ms) as f64 / 10.0).round() / 100.0;
+    let record = db.stmt(
+        "INSERT OR IGNORE INTO step_runs (execution_id, step_index, attempt, name, kind, status, \
+         error, started_at, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        &args![
+            execution_id,
+            step,
+            attempt,
+            def.name(),
+            def.kind(),
+            if result.is_ok() {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            result.as_ref().err().cloned(),
+            now.as_str(),
+            ended_ms - now_ms
+        ],
+    )?;
+    let guard = "WHERE id = ?1 AND next_step = ?2 AND lease_id = ?3 AND status = 'processing'";
+    match result {
+        Ok(done) => {
+            let last = step + 1 >= row.step_count;
+            outputs.insert(def.name().to_string(), done.output.clone());
+            let update = if last {
+                db.stmt(
+                    &format!(
+                        "UPDATE executions SET next_step = ?2 + 1, progress = 100, step_outputs = ?4, \
+                         attempts = attempts + 1, lease_id = NULL, lease_until = NULL, \
+                         status = 'completed', output_data = ?5, error_message = NULL, \
+                         completed_at = ?6, updated_at = ?6, duration_seconds = ?7 {guard}"
+                    ),
+                    &args![
+                        execution_id,
+                        step,
+                        message_id,
+                        Value::Object(outputs).to_string(),
+                        done.output.to_string(),
+                        ended.as_str(),
+                        duration_secs
+                    ],
+                )?
+            } else {
+                db.stmt(
+                    &format!(
+                        "UPDATE executions SET next_step = ?2 + 1, progress = ?4, step_outputs = ?5, \
+                         attempts = attempts + 1, lease_id = NULL, lease_until = NULL, \
+                         error_message = NULL, updated_at = ?6 {guard}"
+                    ),
+                    &args![
+                        execution_id,
+                        step,
+                        message_id,
+                        progress(step + 1, row.step_count),
+                        Value::Object(outputs).to_string(),
+                        ended.as_str()
+                    ],
+                )?
+            };
+            let changes = db.batch(vec![record, update]).await?;
+            if changes[1] == 0 {
+                log(
+                    execution_id,
+                    step,
+                    "discarded",
+                    "the execution ended while the step ran",
+                );
+                return Ok(Outcome::Ack);
+            }
+            log(execution_id, step, "succeeded", def.name());
+            let execution_id = execution_id.to_string();
+            if last {
+                queues::enqueue(env, &Job::callback(&execution_id, "execution.completed"), 0)
+                    .await?;
+            } else {
+                let next = Job::Step {
+                    execution_id,
+                    step: step + 1,
+                };
+                queues::enqueue(env, &next, done.delay_next_secs).await?;
+            }
+            Ok(Outcome::Ack)
+        }
+        Err(error) => {
+            let final_attempt = attempt >= MAX_ATTEMPTS;
+            let message = format!("step `{}` failed: {error}", def.name());
+            let update = if final_attempt {
+                db.stmt(
+                    &format!(
+                        "UPDATE executions SET attempts = attempts + 1, error_message = ?4, \
+                         lease_id = NULL, lease_until = NULL, status = 'failed', completed_at = ?5, \
+                         updated_at = ?5, duration_seconds = ?6 {guard}"
+                    ),
+                    &args![
+                        execution_id,
+                        step,
+                        message_id,
+                        message.as_str(),
+                        ended.as_str(),
+                        duration_secs
+                    ],
+                )?
+            } else {
+                db.stmt(
+                    &format!(
+                        "UPDATE executions SET attempts = attempts + 1, error_message = ?4, \
+                         lease_id = NULL, lease_until = NULL, updated_at = ?5 {guard}"
+                    ),
+                    &args![
+                        execution_id,
+                        step,
+                        message_id,
+                        message.as_str(),
+                        ended.as_str()
+                    ],
+                )?
+            };
+            let changes = db.batch(vec![record, update]).await?;
+            log(execution_id, step, "failed", &message);
+            if changes[1] == 0 {
+                return Ok(Outcome::Ack);
+            }
+            if !final_attempt {
+                return Ok(Outcome::Retry(backoff_secs(attempt)));
+            }
+            let job = Job::Step {
+                execution_id: execution_id.to_string(),
+                step,
+            };
+            queues::dead_letter(
+                env,
+                &DeadLetter {
+                    job,
+                    error: message,
+                    attempts: attempt,
+                },
+            )
+            .await?;
+            queues::enqueue(env, &Job::callback(execution_id, "execution.failed"), 0).await?;
+            Ok(Outcome::Ack)
+        }
+    }
+}
+
+fn log(execution_id: &str, step: i64, event: &str, detail: &str) {
+    worker::console_log!(
+        "{}",
+        serde_json::json!({"level": "info", "event": format!("step.{event}"),
+                           "execution_id": execution_id, "step": step, "detail": detail})
+    );
+}
+
+struct Done {
+    output: Value,
+    /// A `delay` step delays the next step's message.
+    delay_next_secs: u32,
+}
+
+async fn run(
+    cfg: &Config,
+    db: &Db,
+    tenant_id: &str,
+    def: &Step,
+    input: &Value,
+    outputs: &Map<String, Value>,
+) -> std::result::Result<Done, String> {
+    let no_secrets = BTreeMap::new();
+    match def {
+        Step::Delay { seconds, .. } => Ok(Done {
+            output: serde_json::json!({"seconds": seconds}),
+            delay_next_secs: *seconds,
+        }),
+        Step::Transform { template, .. } => {
+            let scope = Scope {
+                input,
+                steps: outputs,
+                secrets: &no_secrets,
+            };
+            Ok(Done {
+                output: template::render(template, &scope)?,
+                delay_next_secs: 0,
+            })
+        }
+        Step::Http {
+            method,
+            url,
+            headers,
+            body,
+            timeout_seconds,
+            output,
+            ..
+        } => {
+            let names = WorkflowConfig::secrets_of(def);
+            let secrets = secrets::load(db, &cfg.encryption_key, tenant_id, &names)
+                .await
+                .map_err(|e| format!("could not read secrets: {e}"))?;
+            let scope = Scope {
+                input,
+                steps: outputs,
+                secrets: &secrets,
+            };
+            let target = template::render_text(url, &scope)?;
+            if !(target.starts_with("https://") || target.starts_with("http://")) {
+                return Err(format!("the url `{url}` does not render to an http(s) URL"));
+            }
+            let method = Step::method(method, body);
+            let mut init = RequestInit::new();
+            init.with_method(Method::from(method.clone()));
+            let h = Headers::new();
+            for (k, v) in headers {
+                h.set(k, &template::render_text(v, &scope)?)
+                    .map_err(|e| format!("header {k}: {e}"))?;
+            }
+            if let Some(b) = body {
+                let rendered = template::render(b, &scope)?;
+                if !headers
+                    .keys()
+                    .any(|k| k.eq_ignore_ascii_case("content-type"))
+                {
+                    let _ = h.set("Content-Type", "application/json");
+                }
+                init.with_body(Some(rendered.to_string().into()));
+            }
+            init.with_headers(h);
+            let request = Request::new_with_init(&target, &init).map_err(|e| e.to_string())?;
+            let secs = timeout_seconds.unwrap_or(DEFAULT_HTTP_TIMEOUT_SECS);
+            let (status, text) = fetch_text(request, Duration::from_secs(secs.into()))
+                .await
+                .map_err(|e| format!("{method} {url}: {e}"))?;
+            if !(200..300).contains(&status) {
+                let snippet: String = text.chars().take(200).collect();
+                return Err(format!("{method} {url} answered {status}: {snippet}"));
+            }
+            let response = serde_json::from_str::<Value>(&text)
+                .unwrap_or_else(|_| serde_json::json!({ "text": text }));
+            let output = match output {
+                None => response,
+                Some(map) => Value::Object(
+                    map.iter()
+                        .map(|(k, path)| {
+                            let path: Vec<String> = path.split('.').map(str::to_string).collect();
+                            (k.clone(), template::lookup(&response, &path).clone())
+                        })
+                        .collect(),
+                ),
+            };
+            Ok(Done {
+                output,
+                delay_next_secs: 0,
+            })
+        }
+    }
+}
+
+/// Sends a request and reads its body as text, giving up after `timeout`.
+pub async fn fetch_text(
+    request: Request,
+    timeout: Duration,
+) -> std::result::Result<(u16, String), String> {
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let call = async move {
+        let mut resp = Fetch::Request(request)
+            .send_with_signal(&signal)
+            .await
+            .map_err(|e| e.to_string())?;
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((resp.status_code(), text))
+    };
+    let call = std::pin::pin!(call);
+    let timer = std::pin::pin!(Delay::from(timeout));
+    match select(call, timer).await {
+        Either::Left((result, _)) => result,
+        Either::Right(_) => {
+            controller.abort();
+            Err(format!("no answer within {} s", timeout.as_secs()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap<'a>(status: &'a str, next: i64, lease: Option<(&'a str, i64)>) -> Snapshot<'a> {
+        Snapshot {
+            status,
+            next_step: next,
+            lease_id: lease.map(|l| l.0),
+            lease_until: lease.map(|l| l.1),
+        }
+    }
+
+    #[test]
+    fn a_redelivered_or_stale_message_is_skipped() {
+        assert_eq!(
+            plan(&snap("processing", 2, None), 1, "m", 0),
+            Plan::Skip("the step is already done (redelivery)")
+        );
+        assert!(matches!(
+            plan(&snap("completed", 3, None), 2, "m", 0),
+            Plan::Skip(_)
+        ));
+        assert!(matches!(
+            plan(&snap("cancelled", 0, None), 0, "m", 0),
+            Plan::Skip(_)
+        ));
+        assert!(matches!(
+            plan(&snap("pending", 0, None), 1, "m", 0),
+            Plan::Skip(_)
+        ));
+        assert_eq!(plan(&snap("pending", 0, None), 0, "m", 0), Plan::Run);
+    }
+
+    #[test]
+    fn a_live_lease_of_another_delivery_blocks_but_an_expired_or_own_one_does_not() {
+        let leased = snap("processing", 1, Some(("other", 1_000)));
+        assert!(matches!(plan(&leased, 1, "m", 999), Plan::Skip(_)));
+        assert_eq!(plan(&leased, 1, "m", 1_001), Plan::Run);
+        assert_eq!(plan(&leased, 1, "other", 999), Plan::Run);
+    }
+
+    #[test]
+    fn backoff_doubles_and_progress_is_a_percentage() {
+        assert_eq!(
+            (backoff_secs(1), backoff_secs(2), backoff_secs(3)),
+            (2, 4, 8)
+        );
+        assert_eq!(
+            (progress(1, 3), progress(2, 3), progress(3, 3)),
+            (33, 66, 100)
+        );
+        assert_eq!(progress(0, 0), 100);
+    }
+}
