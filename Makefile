@@ -10,6 +10,8 @@ WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"
 CARGO_BIN := $(HOME)/.cargo/bin
 STATE := .state
 PORT ?= 8787
+# The mock upstream the demo workflows' http steps call (scripts/mock_upstream.py).
+MOCK_PORT ?= 8790
 
 export WRANGLER_SEND_METRICS := false
 # Offline: use the placeholder `Request.cf` instead of fetching it from the internet.
@@ -53,7 +55,7 @@ migrate: tools
 
 seed: dev-vars migrate
 	@mkdir -p $(STATE)
-	@python3 scripts/seed.py --vars .dev.vars > $(STATE)/seed.sql
+	@python3 scripts/seed.py --vars .dev.vars --provider-url http://127.0.0.1:$(MOCK_PORT) > $(STATE)/seed.sql
 	@$(WRANGLER) d1 execute DB --local --persist-to $(STATE) --file $(STATE)/seed.sql > /dev/null
 	@echo "seeded demo data"
 
@@ -66,7 +68,10 @@ dev: build seed
 	echo "  agency client    owner@northwind.demo / $$DEMO_PASSWORD  (member@northwind.demo too)"; \
 	echo "  inbox tenant     owner@blueharbor.demo / $$DEMO_PASSWORD  (agent@blueharbor.demo too)"; \
 	echo "  shop tenant      owner@aldershop.demo / $$DEMO_PASSWORD"; \
+	echo "Mock upstream for the demo workflows: http://127.0.0.1:$(MOCK_PORT)"; \
 	echo ""
+	@python3 scripts/mock_upstream.py --port $(MOCK_PORT) > $(STATE)/mock-upstream.log 2>&1 & \
+	MOCK=$$!; trap 'kill $$MOCK 2>/dev/null' EXIT INT TERM; \
 	$(WRANGLER) dev --port $(PORT) --persist-to $(STATE) --test-scheduled
 
 ## test: unit tests natively, then the integration suite against a worker it starts itself
