@@ -1,4 +1,4 @@
-//! Execution end events, POSTed to the tenant's callback URL and signed like Stripe's:
+//! Execution end events (`{id, type, created_at, data}`), POSTed to the tenant's callback URL and signed like Stripe's:
 //! `X-Tenantry-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`.
 
 use std::time::Duration;
@@ -10,7 +10,7 @@ use super::db;
 use super::engine::fetch_text;
 use crate::platform::clock;
 use crate::platform::config::Config;
-use crate::platform::crypto::hmac_sha256;
+use crate::platform::crypto::{hmac_sha256, sha256_hex};
 use crate::platform::db::Db;
 use crate::settings;
 
@@ -19,6 +19,13 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub fn signature(secret: &[u8], unix_secs: i64, body: &str) -> String {
     let mac = hmac_sha256(secret, format!("{unix_secs}.{body}").as_bytes());
     format!("t={unix_secs},v1={}", hex::encode(mac))
+}
+
+pub fn event_id(execution_id: &str, event: &str) -> String {
+    format!(
+        "evt_{}",
+        &sha256_hex(format!("{execution_id}:{event}").as_bytes())[..24]
+    )
 }
 
 /// Delivers one event; `Err` (with why) when the receiver did not take it and it should be
@@ -42,8 +49,15 @@ pub async fn deliver(
         return Ok(());
     };
     let now_ms = clock::now_ms();
-    let body =
-        json!({"type": event, "created_at": clock::rfc3339(now_ms), "data": execution}).to_string();
+    // The event is what happened, not this delivery: id and time stay the same on every retry,
+    // so receivers can drop duplicates by `id`.
+    let body = json!({
+        "id": event_id(execution_id, event),
+        "type": event,
+        "created_at": execution.completed_at.clone().unwrap_or_else(|| clock::rfc3339(now_ms)),
+        "data": execution
+    })
+    .to_string();
     let headers = Headers::new();
     let set = |k: &str, v: &str| headers.set(k, v).map_err(|e| e.to_string());
     set("Content-Type", "application/json")?;
@@ -77,5 +91,18 @@ mod tests {
         let expected = hex::encode(hmac_sha256(b"whsec_test", br#"1700000000.{"a":1}"#));
         assert_eq!(s, format!("t=1700000000,v1={expected}"));
         assert_ne!(s, signature(b"whsec_test", 1_700_000_001, r#"{"a":1}"#));
+    }
+
+    #[test]
+    fn event_ids_are_stable_per_execution_and_type() {
+        assert_eq!(
+            event_id("exe_1", "execution.completed"),
+            event_id("exe_1", "execution.completed")
+        );
+        assert_ne!(
+            event_id("exe_1", "execution.completed"),
+            event_id("exe_1", "execution.failed")
+        );
+        assert_eq!(event_id("exe_1", "execution.failed").len(), 28);
     }
 }

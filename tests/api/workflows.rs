@@ -412,6 +412,7 @@ async fn the_callback_receiver_gets_a_correctly_signed_event() {
     assert_eq!(v1, hex::encode(mac.finalize().into_bytes()));
     let event: Value = serde_json::from_str(body).unwrap();
     assert_eq!(event["type"], "execution.completed");
+    assert!(event["id"].as_str().unwrap().starts_with("evt_"));
     assert_eq!(event["data"]["id"], id.as_str());
     assert_eq!(event["data"]["output_data"], json!({"v": 7}));
 }
@@ -847,4 +848,68 @@ async fn settings_validate_urls_and_origins() {
         .expect(200);
     assert!(cleared.data()["callback_url"].is_null());
     assert_eq!(cleared.data()["auto_assign_conversations"], true);
+}
+
+#[tokio::test]
+async fn a_failed_callback_delivery_is_retried_and_an_always_failing_one_is_dead_lettered() {
+    let owner = register().await;
+    let flaky = unique();
+    let set_url = |url: String| {
+        patch("/api/v1/settings")
+            .token(&owner.access)
+            .json(json!({ "callback_url": url }))
+    };
+    set_url(mock_url(&format!("/flaky/{flaky}/1")))
+        .send()
+        .await
+        .expect(200);
+    let wf = deployed(
+        &owner,
+        json!([{"name": "out", "kind": "transform", "template": {}}]),
+    )
+    .await;
+    execute(&owner, &wf, json!({})).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while mock_calls(&flaky).await.len() < 2 {
+        assert!(Instant::now() < deadline, "the callback was not retried");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let calls = mock_calls(&flaky).await;
+    assert_eq!(
+        calls[0]["body"], calls[1]["body"],
+        "the same event is redelivered"
+    );
+
+    let failing = unique();
+    set_url(mock_url(&format!("/fail/{failing}")))
+        .send()
+        .await
+        .expect(200);
+    let id = execute(&owner, &wf, json!({})).await;
+    let admin = admin().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = get(&format!(
+            "/api/v1/admin/errors?source=dead_letter&tenant_id={}",
+            owner.tenant_id
+        ))
+        .token(&admin.access)
+        .send()
+        .await
+        .expect(200);
+        if let Some(d) = r
+            .data()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["execution_id"] == id.as_str())
+        {
+            assert_eq!(d["kind"], "callback");
+            assert!(d["error"].as_str().unwrap().contains("500"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no dead letter for the callback");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(mock_calls(&failing).await.len(), 3);
 }
