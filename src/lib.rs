@@ -8,6 +8,7 @@ pub mod docs;
 pub mod health;
 pub mod http;
 pub mod maintenance;
+pub mod messaging;
 pub mod platform;
 pub mod queues;
 pub mod routes;
@@ -18,6 +19,9 @@ pub mod workflows;
 
 #[path = "../durable/rate_limiter.rs"]
 pub mod rate_limiter;
+
+#[path = "../durable/conversation_hub.rs"]
+pub mod conversation_hub;
 
 use worker::{
     event, Context, Env, MessageBatch, Request, Response, ScheduleContext, ScheduledEvent,

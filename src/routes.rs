@@ -14,5 +14,6 @@ pub fn all() -> Vec<Route> {
     routes.extend(crate::settings::routes());
     routes.extend(crate::workflows::routes());
     routes.extend(crate::workflows::admin::routes());
+    routes.extend(crate::messaging::routes());
     routes
 }

@@ -43,6 +43,16 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::auth::model::*;
     use crate::health::{Health, HealthChecks};
     use crate::http::error::{FieldError, Problem};
+    use crate::messaging::channel::{Channel, PutChannel, SecretState};
+    use crate::messaging::inbox::{
+        AgentLoad, InboxSummary, StatusCounts, UpdateContact, UpdateConversation, UpdateMessage,
+    };
+    use crate::messaging::ingest::{WebhookPayload, WebhookReceipt};
+    use crate::messaging::model::{Contact, ContactSummary, Conversation, Message};
+    use crate::messaging::outbound::{SendMessage, TemplateRef};
+    use crate::messaging::templates::{
+        Campaign, CampaignProgress, CreateCampaign, CreateTemplate, Template,
+    };
     use crate::settings::secrets::{PutSecret, Secret};
     use crate::settings::{CallbackSecret, Settings, UpdateSettings};
     use crate::tenants::model::{CreateTenant, Tenant, UpdateTenant};
@@ -100,6 +110,28 @@ fn component_schemas() -> Vec<(String, Value)> {
         Uptime,
         WorkflowPerformance,
         ErrorEntry,
+        Channel,
+        SecretState,
+        PutChannel,
+        WebhookPayload,
+        WebhookReceipt,
+        Conversation,
+        ContactSummary,
+        Contact,
+        Message,
+        UpdateConversation,
+        UpdateMessage,
+        UpdateContact,
+        InboxSummary,
+        StatusCounts,
+        AgentLoad,
+        SendMessage,
+        TemplateRef,
+        Template,
+        CreateTemplate,
+        CreateCampaign,
+        Campaign,
+        CampaignProgress,
     ]
 }
 

@@ -177,7 +177,16 @@ async fn serve(req: &mut Request, method_name: &str, s: Setup, trace: &mut Trace
     let principal = if route.access == Access::Public {
         None
     } else {
-        let p = principal::authenticate(&s.env, &s.config, req.headers(), s.now_ms).await?;
+        let token_in_query = route.query_token && req.headers().get("Authorization")?.is_none();
+        let headers = match s.query.iter().find(|(k, _)| k == "access_token") {
+            Some((_, token)) if token_in_query => {
+                let h = worker::Headers::new();
+                h.set("Authorization", &format!("Bearer {token}"))?;
+                h
+            }
+            _ => req.headers().clone(),
+        };
+        let p = principal::authenticate(&s.env, &s.config, &headers, s.now_ms).await?;
         trace.tenant_id = Some(p.tenant_id.clone());
         trace.user_id = p.user_id.clone();
         principal::authorize(route.access, &p, method)?;

@@ -9,6 +9,8 @@ pub enum Body {
     Empty,
     Json(Vec<u8>),
     Text(String, &'static str),
+    /// A WebSocket upgrade answered by a Durable Object, passed through untouched.
+    Upgrade(std::rc::Rc<std::cell::RefCell<Option<worker::Response>>>),
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +68,14 @@ impl Reply {
         ))
     }
 
+    pub fn upgrade(response: worker::Response) -> Reply {
+        Reply {
+            status: 101,
+            headers: Vec::new(),
+            body: Body::Upgrade(std::rc::Rc::new(std::cell::RefCell::new(Some(response)))),
+        }
+    }
+
     pub fn no_content() -> Reply {
         Reply {
             status: 204,
@@ -109,6 +119,12 @@ impl Reply {
             Body::Empty => worker::Response::empty()?,
             Body::Json(bytes) => worker::Response::from_bytes(bytes)?,
             Body::Text(text, _) => worker::Response::ok(text)?,
+            Body::Upgrade(response) => {
+                return response
+                    .borrow_mut()
+                    .take()
+                    .ok_or_else(|| worker::Error::RustError("upgrade already answered".into()))
+            }
         };
         let headers = worker::Headers::new();
         for (name, value) in &self.headers {

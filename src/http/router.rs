@@ -144,6 +144,8 @@ pub struct Route {
     pub csv: bool,
     /// Counts against a plan quota: may answer 402 `quota_exceeded`.
     pub metered: bool,
+    /// Also accepts the access token as `?access_token=` (WebSocket clients cannot set headers).
+    pub query_token: bool,
 }
 
 impl Route {
@@ -160,6 +162,7 @@ impl Route {
             query: &[],
             idempotent: false,
             metered: false,
+            query_token: false,
             rate: if access == Access::Public {
                 RateClass::None
             } else {
@@ -223,6 +226,10 @@ impl Route {
     }
     pub fn idempotent(mut self) -> Route {
         self.idempotent = true;
+        self
+    }
+    pub fn query_token(mut self) -> Route {
+        self.query_token = true;
         self
     }
     pub fn metered(mut self) -> Route {

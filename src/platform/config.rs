@@ -18,6 +18,11 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: u64,
     pub limits: Limits,
+    /// WhatsApp Graph API: `{graph_api_base}/{graph_api_version}/{phone_number_id}/messages`.
+    pub graph_api_base: String,
+    pub graph_api_version: String,
+    /// Outbound messages per second per WhatsApp number (token bucket rate and burst).
+    pub send_rate_per_sec: f64,
 }
 
 /// Rate-limit budgets. Per-plan requests per minute for the general API; the auth budget
@@ -99,6 +104,12 @@ impl Config {
                 auth_attempts: num(env, "AUTH_RATE_LIMIT", 5)?,
                 auth_window_secs: num(env, "AUTH_RATE_WINDOW_SECS", 900)?,
             },
+            graph_api_base: var(env, "GRAPH_API_BASE")
+                .unwrap_or_else(|| "https://graph.facebook.com".into())
+                .trim_end_matches('/')
+                .to_string(),
+            graph_api_version: var(env, "GRAPH_API_VERSION").unwrap_or_else(|| "v21.0".into()),
+            send_rate_per_sec: num(env, "SEND_RATE_PER_SEC", 80.0)?,
         })
     }
 }

@@ -203,6 +203,27 @@ impl Filter {
     }
 }
 
+impl Filter {
+    /// Keyset pagination oldest first (threads read top to bottom), then `ORDER BY … LIMIT`.
+    pub fn page_oldest_first(
+        &mut self,
+        page: &crate::http::pagination::Page,
+        table: &str,
+    ) -> &mut Self {
+        if let Some((created, id)) = &page.after {
+            self.and(
+                &format!("({table}.created_at > ? OR ({table}.created_at = ? AND {table}.id > ?))"),
+                args![created, created, id],
+            );
+        }
+        self.sql.push_str(&format!(
+            " ORDER BY {table}.created_at ASC, {table}.id ASC LIMIT {}",
+            page.fetch()
+        ));
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -104,12 +104,81 @@ fn retry_after(s: &WindowState, now_ms: i64, start: i64, w: i64, req: CheckReque
     (wait_ms / 1000.0).ceil() as u64
 }
 
-/// Calls the limiter object for `key`. Transport failures fail open (and are logged), so an
-/// outage of the limiter does not take the API down.
-pub async fn check(env: &Env, key: &str, req: CheckRequest) -> Result<Decision> {
+/// A token bucket (for pacing sends): refills `rate_per_sec` tokens a second up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct BucketState {
+    pub tokens: f64,
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TakeRequest {
+    pub rate_per_sec: f64,
+    pub burst: f64,
+    pub cost: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Take {
+    pub allowed: bool,
+    /// How long until `cost` tokens are there (0 when allowed).
+    pub wait_ms: i64,
+}
+
+/// What the limiter object is asked: a sliding-window check or a bucket take.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LimiterRequest {
+    Take(TakeRequest),
+    Check(CheckRequest),
+}
+
+/// Refills by the time passed, then takes `cost` tokens if there are enough. A new bucket
+/// (`updated_ms == 0`) starts full.
+pub fn take(state: BucketState, now_ms: i64, req: TakeRequest) -> (BucketState, Take) {
+    let rate = req.rate_per_sec.max(0.001);
+    let burst = req.burst.max(1.0);
+    let tokens = if state.updated_ms == 0 {
+        burst
+    } else {
+        let elapsed = (now_ms - state.updated_ms).max(0) as f64 / 1000.0;
+        (state.tokens + elapsed * rate).min(burst)
+    };
+    if tokens >= req.cost {
+        (
+            BucketState {
+                tokens: tokens - req.cost,
+                updated_ms: now_ms,
+            },
+            Take {
+                allowed: true,
+                wait_ms: 0,
+            },
+        )
+    } else {
+        let wait_ms = ((req.cost - tokens) / rate * 1000.0).ceil() as i64;
+        (
+            BucketState {
+                tokens,
+                updated_ms: now_ms,
+            },
+            Take {
+                allowed: false,
+                wait_ms,
+            },
+        )
+    }
+}
+
+async fn call_limiter<T: serde::de::DeserializeOwned>(
+    env: &Env,
+    key: &str,
+    req: &LimiterRequest,
+) -> Result<T> {
     let ns = env.durable_object(bindings::RATE_LIMITER)?;
     let stub = ns.id_from_name(key)?.get_stub()?;
-    let body = serde_json::to_string(&req)?;
+    let body = serde_json::to_string(req)?;
     let mut init = worker::RequestInit::new();
     init.with_method(worker::Method::Post)
         .with_body(Some(body.into()));
@@ -121,12 +190,57 @@ pub async fn check(env: &Env, key: &str, req: CheckRequest) -> Result<Decision> 
             response.status_code()
         )));
     }
-    Ok(response.json::<Decision>().await?)
+    Ok(response.json::<T>().await?)
+}
+
+/// Takes tokens from the bucket `key`.
+pub async fn take_tokens(env: &Env, key: &str, req: TakeRequest) -> Result<Take> {
+    call_limiter(env, key, &LimiterRequest::Take(req)).await
+}
+
+/// Calls the limiter object for `key`. Transport failures fail open (and are logged), so an
+/// outage of the limiter does not take the API down.
+pub async fn check(env: &Env, key: &str, req: CheckRequest) -> Result<Decision> {
+    call_limiter(env, key, &LimiterRequest::Check(req)).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bucket_starts_full_paces_a_burst_and_refills() {
+        let req = TakeRequest {
+            rate_per_sec: 2.0,
+            burst: 2.0,
+            cost: 1.0,
+        };
+        let (s, t1) = take(BucketState::default(), 1_000, req);
+        let (s, t2) = take(s, 1_000, req);
+        let (s, t3) = take(s, 1_000, req);
+        assert!(t1.allowed && t2.allowed);
+        assert_eq!(
+            t3,
+            Take {
+                allowed: false,
+                wait_ms: 500
+            }
+        );
+        let (s, t4) = take(s, 1_500, req);
+        assert!(t4.allowed);
+        let (_, t5) = take(s, 10_000, TakeRequest { cost: 3.0, ..req });
+        assert!(!t5.allowed, "never more than the burst");
+    }
+
+    #[test]
+    fn limiter_requests_are_told_apart_by_their_fields() {
+        let take: LimiterRequest =
+            serde_json::from_str(r#"{"rate_per_sec":80,"burst":80,"cost":1}"#).unwrap();
+        assert!(matches!(take, LimiterRequest::Take(_)));
+        let check: LimiterRequest =
+            serde_json::from_str(r#"{"limit":5,"window_ms":1000,"cost":1}"#).unwrap();
+        assert!(matches!(check, LimiterRequest::Check(_)));
+    }
 
     const MIN: i64 = 60_000;
 

@@ -15,6 +15,14 @@ use crate::platform::db::Db;
 use crate::platform::{bindings, clock, ids};
 use crate::workflows::{callbacks, engine};
 
+/// What the consumer does with a message after handling it.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    Ack,
+    /// Redeliver after this many seconds (failed with attempts left, or paced).
+    Retry(u32),
+}
+
 /// Tries before a callback delivery is dead-lettered.
 pub const CALLBACK_ATTEMPTS: u32 = 3;
 
@@ -29,6 +37,10 @@ pub enum Job {
         event: String,
         attempt: u32,
     },
+    /// Process a stored WhatsApp webhook event.
+    Webhook { event_id: String },
+    /// Send an outbound WhatsApp message.
+    Send { message_id: String },
 }
 
 impl Job {
@@ -40,9 +52,12 @@ impl Job {
         }
     }
 
-    fn execution_id(&self) -> &str {
+    fn execution_id(&self) -> Option<&str> {
         match self {
-            Job::Step { execution_id, .. } | Job::Callback { execution_id, .. } => execution_id,
+            Job::Step { execution_id, .. } | Job::Callback { execution_id, .. } => {
+                Some(execution_id)
+            }
+            Job::Webhook { .. } | Job::Send { .. } => None,
         }
     }
 
@@ -50,6 +65,19 @@ impl Job {
         match self {
             Job::Step { .. } => "step",
             Job::Callback { .. } => "callback",
+            Job::Webhook { .. } => "webhook",
+            Job::Send { .. } => "send",
+        }
+    }
+
+    /// The tenant-owned row the job is about, for the dead-letter record.
+    fn subject(&self) -> (&'static str, &str) {
+        match self {
+            Job::Step { execution_id, .. } | Job::Callback { execution_id, .. } => {
+                ("executions", execution_id)
+            }
+            Job::Webhook { event_id } => ("webhook_events", event_id),
+            Job::Send { message_id } => ("messages", message_id),
         }
     }
 }
@@ -88,13 +116,13 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()
     join_all(messages.into_iter().map(|m| async move {
         let body = m.body().as_string().unwrap_or_default();
         let result = if dlq {
-            record_dead_letter(env, &body).await.map(|()| engine::Outcome::Ack)
+            record_dead_letter(env, &body).await.map(|()| Outcome::Ack)
         } else {
             handle_job(env, &m.id(), &body).await
         };
         match result {
-            Ok(engine::Outcome::Ack) => m.ack(),
-            Ok(engine::Outcome::Retry(secs)) => m.retry_with_options(
+            Ok(Outcome::Ack) => m.ack(),
+            Ok(Outcome::Retry(secs)) => m.retry_with_options(
                 &QueueRetryOptionsBuilder::new()
                     .with_delay_seconds(secs)
                     .build(),
@@ -114,7 +142,7 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()
     Ok(())
 }
 
-async fn handle_job(env: &Env, message_id: &str, body: &str) -> Result<engine::Outcome> {
+async fn handle_job(env: &Env, message_id: &str, body: &str) -> Result<Outcome> {
     let job: Job = match serde_json::from_str(body) {
         Ok(j) => j,
         Err(e) => {
@@ -128,7 +156,7 @@ async fn handle_job(env: &Env, message_id: &str, body: &str) -> Result<engine::O
                 1,
             )
             .await?;
-            return Ok(engine::Outcome::Ack);
+            return Ok(Outcome::Ack);
         }
     };
     let cfg = Config::from_env(env)?;
@@ -158,8 +186,13 @@ async fn handle_job(env: &Env, message_id: &str, body: &str) -> Result<engine::O
                     enqueue(env, &next, engine::backoff_secs(i64::from(*attempt))).await?;
                 }
             }
-            Ok(engine::Outcome::Ack)
+            Ok(Outcome::Ack)
         }
+        Job::Webhook { event_id } => {
+            crate::messaging::ingest::process(env, event_id).await?;
+            Ok(Outcome::Ack)
+        }
+        Job::Send { message_id } => crate::messaging::outbound::send(env, &cfg, message_id).await,
     }
 }
 
@@ -179,6 +212,15 @@ async fn record_dead_letter(env: &Env, body: &str) -> Result<()> {
     };
     let kind = job.as_ref().map_or("unknown", Job::kind);
     record(env, job.as_ref(), kind, body, &error, attempts).await?;
+    match &job {
+        Some(Job::Webhook { event_id }) => {
+            crate::messaging::ingest::mark_failed(env, event_id, &error).await?
+        }
+        Some(Job::Send { message_id }) => {
+            crate::messaging::outbound::mark_failed(env, message_id, &error).await?
+        }
+        _ => {}
+    }
     if let Some(Job::Step { execution_id, .. }) = &job {
         let now = clock::rfc3339(clock::now_ms());
         let db = Db::from_env(env)?;
@@ -206,11 +248,14 @@ async fn record(
     attempts: i64,
 ) -> Result<()> {
     let db = Db::from_env(env)?;
-    let execution_id = job.map(|j| j.execution_id().to_string());
+    let execution_id = job.and_then(|j| j.execution_id().map(str::to_string));
+    let (table, subject) = job.map_or(("executions", ""), Job::subject);
     let id = ids::new_id("dlq");
     db.run(
-        "INSERT INTO dead_letters (id, tenant_id, execution_id, kind, message, error, attempts, created_at) \
-         VALUES (?1, (SELECT tenant_id FROM executions WHERE id = ?2), ?2, ?3, ?4, ?5, ?6, ?7)",
+        &format!(
+            "INSERT INTO dead_letters (id, tenant_id, execution_id, kind, message, error, attempts, created_at) \
+             VALUES (?1, (SELECT tenant_id FROM {table} WHERE id = ?8), ?2, ?3, ?4, ?5, ?6, ?7)"
+        ),
         &args![
             id,
             execution_id,
@@ -218,7 +263,8 @@ async fn record(
             body,
             error,
             attempts,
-            clock::rfc3339(clock::now_ms())
+            clock::rfc3339(clock::now_ms()),
+            subject
         ],
     )
     .await

@@ -19,16 +19,8 @@ use crate::http::error::{AppError, Result};
 use crate::platform::clock;
 use crate::platform::config::Config;
 use crate::platform::db::Db;
-use crate::queues::{self, DeadLetter, Job};
+use crate::queues::{self, DeadLetter, Job, Outcome};
 use crate::settings::secrets;
-
-/// What the queue consumer does with the message afterwards.
-#[derive(Debug, PartialEq)]
-pub enum Outcome {
-    Ack,
-    /// Redeliver after this many seconds (the step failed and has attempts left).
-    Retry(u32),
-}
 
 /// Whether a delivery of step `step` should run it.
 #[derive(Debug, PartialEq)]

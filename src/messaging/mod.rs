@@ -1,0 +1,25 @@
+//! Module M: the WhatsApp Business inbox — the channel, Meta's webhooks in, conversations and
+//! contacts for agents, paced outbound sends, templates and campaigns, and live updates over
+//! WebSockets held by a Durable Object per conversation.
+
+pub mod channel;
+pub mod inbox;
+pub mod ingest;
+pub mod live;
+pub mod model;
+pub mod outbound;
+pub mod store;
+pub mod templates;
+pub mod webhook;
+
+use crate::http::router::Route;
+
+pub fn routes() -> Vec<Route> {
+    let mut routes = channel::routes();
+    routes.extend(ingest::routes());
+    routes.extend(inbox::routes());
+    routes.extend(live::routes());
+    routes.extend(outbound::routes());
+    routes.extend(templates::routes());
+    routes
+}

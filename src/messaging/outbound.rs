@@ -1,0 +1,498 @@
+//! Outbound messages: `POST /messages` queues a send; the consumer paces it through the
+//! number's token bucket (a Durable Object), calls the Graph API with the tenant's token,
+//! stores the wamid (`sent`), and retries transient errors with backoff before marking the
+//! message `failed` with Meta's error code and title.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+use worker::{Env, Headers, Method, Request, RequestInit};
+
+use super::channel::{self, Credential};
+use super::live;
+use super::model::wa_id;
+use super::store;
+use super::templates;
+use crate::args;
+use crate::audit;
+use crate::handler;
+use crate::http::context::Ctx;
+use crate::http::error::{AppError, Result};
+use crate::http::reply::Reply;
+use crate::http::router::{Access, Route};
+use crate::platform::config::Config;
+use crate::platform::db::Db;
+use crate::platform::ratelimit::{self, TakeRequest};
+use crate::platform::{clock, ids};
+use crate::queues::{self, Job, Outcome};
+use crate::workflows::engine::{backoff_secs, fetch_text};
+
+/// Send attempts before a message is failed.
+pub const MAX_SEND_ATTEMPTS: i64 = 3;
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::post("/api/v1/messages", Access::Agent, handler!(create))
+            .doc(
+                "messages",
+                "Queue a WhatsApp message (text, template or image) to a conversation or a number",
+            )
+            .body("SendMessage")
+            .accepted("Message")
+            .idempotent(),
+    ]
+}
+
+/// `POST /messages`: `conversation_id` or `to`, and the content for `type`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    pub conversation_id: Option<String>,
+    /// A phone number in international format, for a new or existing contact.
+    pub to: Option<String>,
+    /// `text`, `template` or `image`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: Option<String>,
+    pub template: Option<TemplateRef>,
+    /// A WhatsApp media id (uploaded to Meta) for `image`.
+    pub media_id: Option<String>,
+    pub caption: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateRef {
+    pub name: String,
+    pub language: String,
+    #[serde(default)]
+    pub parameters: Vec<String>,
+}
+
+/// What is sent, validated: `(type, preview text, content)`.
+pub struct Outgoing {
+    pub kind: &'static str,
+    pub text: String,
+    pub content: Value,
+}
+
+/// The Graph API request body for a message.
+pub fn graph_body(to: &str, kind: &str, content: &Value) -> Value {
+    let mut body = json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": kind});
+    match kind {
+        "text" => body["text"] = json!({"preview_url": false, "body": content["body"]}),
+        "template" => {
+            let params: Vec<Value> = content["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| json!({"type": "text", "text": p}))
+                .collect();
+            let mut template =
+                json!({"name": content["name"], "language": {"code": content["language"]}});
+            if !params.is_empty() {
+                template["components"] = json!([{"type": "body", "parameters": params}]);
+            }
+            body["template"] = template;
+        }
+        _ => {
+            let mut image = json!({"id": content["id"]});
+            if let Some(c) = content["caption"].as_str() {
+                image["caption"] = json!(c);
+            }
+            body["image"] = image;
+        }
+    }
+    body
+}
+
+/// Meta's error answer: `(code, title, worth retrying)`.
+pub fn graph_error(status: u16, text: &str) -> (String, String, bool) {
+    let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let e = &v["error"];
+    let code = match &e["code"] {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => status.to_string(),
+    };
+    let title = e["error_data"]["details"]
+        .as_str()
+        .or(e["message"].as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("Graph API answered {status}"));
+    // 429, 5xx and Meta's throttling codes are transient; other 4xx will not get better.
+    let retry = status == 429
+        || status >= 500
+        || matches!(
+            code.as_str(),
+            "4" | "80007" | "130429" | "131048" | "131056"
+        );
+    (code, title.chars().take(300).collect(), retry)
+}
+
+async fn outgoing(db: &Db, tenant_id: &str, body: &SendMessage) -> Result<Outgoing> {
+    let text_ok = |t: &str| !t.trim().is_empty() && t.chars().count() <= 4096;
+    match body.kind.as_str() {
+        "text" => {
+            let text = body.text.clone().unwrap_or_default();
+            if !text_ok(&text) {
+                return Err(AppError::field("text", "must be 1–4096 characters"));
+            }
+            Ok(Outgoing {
+                kind: "text",
+                content: json!({ "body": text }),
+                text,
+            })
+        }
+        "template" => {
+            let t = body
+                .template
+                .as_ref()
+                .ok_or_else(|| AppError::field("template", "is required for type `template`"))?;
+            let preview = templates::render(db, tenant_id, t).await?;
+            Ok(Outgoing {
+                kind: "template",
+                content: json!({"name": t.name, "language": t.language, "parameters": t.parameters}),
+                text: preview,
+            })
+        }
+        "image" => {
+            let media = body.media_id.clone().unwrap_or_default();
+            if media.trim().is_empty() || media.len() > 128 {
+                return Err(AppError::field("media_id", "is required for type `image`"));
+            }
+            if let Some(c) = &body.caption {
+                if c.chars().count() > 1024 {
+                    return Err(AppError::field(
+                        "caption",
+                        "must be at most 1024 characters",
+                    ));
+                }
+            }
+            Ok(Outgoing {
+                kind: "image",
+                text: body.caption.clone().unwrap_or_else(|| "[image]".into()),
+                content: json!({"id": media, "caption": body.caption}),
+            })
+        }
+        _ => Err(AppError::field(
+            "type",
+            "must be one of text, template, image",
+        )),
+    }
+}
+
+/// An outbound message about to be queued.
+pub struct Queued<'a> {
+    pub tenant_id: &'a str,
+    pub conversation_id: &'a str,
+    pub out: &'a Outgoing,
+    pub sent_by: Option<&'a str>,
+    pub campaign_id: Option<&'a str>,
+    pub now: &'a str,
+}
+
+/// Inserts a queued outbound message (and its job) and returns its id.
+pub async fn queue_message(env: &Env, db: &Db, q: &Queued<'_>) -> Result<String> {
+    let Queued {
+        tenant_id,
+        conversation_id,
+        out,
+        sent_by,
+        campaign_id,
+        now,
+    } = *q;
+    let id = ids::new_id("msg");
+    db.batch(vec![
+        db.stmt(
+            "INSERT INTO messages (id, tenant_id, conversation_id, direction, type, text, content, \
+             status, sent_by, campaign_id, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, 'outbound', ?4, ?5, ?6, 'queued', ?7, ?8, ?9, ?9)",
+            &args![
+                id.as_str(),
+                tenant_id,
+                conversation_id,
+                out.kind,
+                out.text.as_str(),
+                out.content.to_string(),
+                sent_by.map(str::to_string),
+                campaign_id.map(str::to_string),
+                now
+            ],
+        )?,
+        db.stmt(
+            "UPDATE conversations SET last_message_at = ?2, last_message_preview = ?3, updated_at = ?2 WHERE id = ?1",
+            &args![conversation_id, now, out.text.as_str()],
+        )?,
+    ])
+    .await?;
+    queues::enqueue(
+        env,
+        &Job::Send {
+            message_id: id.clone(),
+        },
+        0,
+    )
+    .await?;
+    Ok(id)
+}
+
+async fn create(cx: Ctx) -> Result<Reply> {
+    let body: SendMessage = cx.json()?;
+    let db = cx.db()?;
+    let tenant_id = cx.tenant_id()?.to_string();
+    let out = outgoing(&db, &tenant_id, &body).await?;
+    let channel = channel::find(&db, &tenant_id).await?;
+    if !channel
+        .as_ref()
+        .is_some_and(|c| c.has(Credential::AccessToken))
+    {
+        return Err(AppError::Conflict(
+            "Connect WhatsApp first: PUT /api/v1/channels/whatsapp with an access token.".into(),
+        ));
+    }
+    let now = cx.now();
+    let conversation_id = match (&body.conversation_id, &body.to) {
+        (Some(id), None) => store::conversation(&db, &tenant_id, id).await?.id,
+        (None, Some(to)) => {
+            let to = wa_id(to).map_err(|m| AppError::field("to", m))?;
+            let contact = store::upsert_contact(&db, &tenant_id, &to, "", &now).await?;
+            store::active_conversation(&db, &tenant_id, &contact, &now)
+                .await?
+                .0
+        }
+        _ => {
+            return Err(AppError::field(
+                "conversation_id",
+                "give exactly one of conversation_id or to",
+            ))
+        }
+    };
+    let user = cx.principal()?.user_id.clone();
+    let id = queue_message(
+        &cx.env,
+        &db,
+        &Queued {
+            tenant_id: &tenant_id,
+            conversation_id: &conversation_id,
+            out: &out,
+            sent_by: user.as_deref(),
+            campaign_id: None,
+            now: &now,
+        },
+    )
+    .await?;
+    audit::entry(&cx, "message.queued")
+        .target("message", id.as_str())
+        .meta(json!({"conversation_id": conversation_id, "type": out.kind}))
+        .write(&db)
+        .await?;
+    let message = store::message(&db, &tenant_id, &id).await?;
+    live::publish(&cx.env, &conversation_id, "message.created", &message).await;
+    Reply::accepted(&message, format!("/api/v1/messages/{id}"))
+}
+
+#[derive(Deserialize)]
+struct SendRow {
+    tenant_id: String,
+    conversation_id: String,
+    status: String,
+    #[serde(rename = "type")]
+    kind: String,
+    content: String,
+    attempts: i64,
+    wa_id: String,
+}
+
+/// The queue consumer's work for one outbound message.
+pub async fn send(env: &Env, cfg: &Config, message_id: &str) -> Result<Outcome> {
+    let db = Db::from_env(env)?;
+    let Some(m) = db
+        .one::<SendRow>(
+            "SELECT m.tenant_id, m.conversation_id, m.status, m.type, m.content, m.attempts, c.wa_id \
+             FROM messages m JOIN conversations v ON v.id = m.conversation_id \
+             JOIN contacts c ON c.id = v.contact_id WHERE m.id = ?1",
+            &args![message_id],
+        )
+        .await?
+    else {
+        return Ok(Outcome::Ack);
+    };
+    if m.status != "queued" {
+        // Already sent (a redelivery) or failed.
+        return Ok(Outcome::Ack);
+    }
+    let channel = channel::find(&db, &m.tenant_id).await?;
+    let token = match &channel {
+        Some(c) => c.open(&cfg.encryption_key, &m.tenant_id, Credential::AccessToken)?,
+        None => None,
+    };
+    let (Some(channel), Some(token)) = (channel, token) else {
+        finish_failed(
+            env,
+            &db,
+            message_id,
+            &m,
+            "channel",
+            "The WhatsApp channel is not connected.",
+        )
+        .await?;
+        return Ok(Outcome::Ack);
+    };
+    let paced = ratelimit::take_tokens(
+        env,
+        &format!("send:{}", channel.phone_number_id),
+        TakeRequest {
+            rate_per_sec: cfg.send_rate_per_sec,
+            burst: cfg.send_rate_per_sec.max(1.0),
+            cost: 1.0,
+        },
+    )
+    .await;
+    match paced {
+        Ok(t) if !t.allowed => {
+            // The bucket is empty: wait for a token instead of failing.
+            return Ok(Outcome::Retry(((t.wait_ms + 999) / 1000).max(1) as u32));
+        }
+        Ok(_) => {}
+        Err(e) => worker::console_error!("send pacing unavailable, sending anyway: {e}"),
+    }
+    let content: Value = serde_json::from_str(&m.content).unwrap_or(Value::Null);
+    let body = graph_body(&m.wa_id, &m.kind, &content).to_string();
+    let url = format!(
+        "{}/{}/{}/messages",
+        cfg.graph_api_base, cfg.graph_api_version, channel.phone_number_id
+    );
+    let headers = Headers::new();
+    headers.set("Authorization", &format!("Bearer {token}"))?;
+    headers.set("Content-Type", "application/json")?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(body.into()));
+    let attempt = m.attempts + 1;
+    let now = clock::rfc3339(clock::now_ms());
+    let (status, text) = match fetch_text(
+        Request::new_with_init(&url, &init)?,
+        Duration::from_secs(20),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => (0, json!({"error": {"message": e}}).to_string()),
+    };
+    if (200..300).contains(&status) {
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let wamid = v["messages"][0]["id"].as_str().map(str::to_string);
+        db.run(
+            "UPDATE messages SET status = 'sent', wamid = ?2, attempts = ?3, error_code = NULL, \
+             error_title = NULL, updated_at = ?4 WHERE id = ?1 AND status = 'queued'",
+            &args![message_id, wamid, attempt, now.as_str()],
+        )
+        .await?;
+        publish_status(env, &db, &m, message_id).await?;
+        return Ok(Outcome::Ack);
+    }
+    let (code, title, transient) = graph_error(if status == 0 { 503 } else { status }, &text);
+    if transient && attempt < MAX_SEND_ATTEMPTS {
+        db.run(
+            "UPDATE messages SET attempts = ?2, error_code = ?3, error_title = ?4, updated_at = ?5 \
+             WHERE id = ?1 AND status = 'queued'",
+            &args![message_id, attempt, code, title, now],
+        )
+        .await?;
+        return Ok(Outcome::Retry(backoff_secs(attempt)));
+    }
+    db.run(
+        "UPDATE messages SET attempts = ?2 WHERE id = ?1",
+        &args![message_id, attempt],
+    )
+    .await?;
+    finish_failed(env, &db, message_id, &m, &code, &title).await?;
+    Ok(Outcome::Ack)
+}
+
+async fn finish_failed(
+    env: &Env,
+    db: &Db,
+    message_id: &str,
+    m: &SendRow,
+    code: &str,
+    title: &str,
+) -> Result<()> {
+    db.run(
+        "UPDATE messages SET status = 'failed', error_code = ?2, error_title = ?3, updated_at = ?4 \
+         WHERE id = ?1 AND status = 'queued'",
+        &args![message_id, code, title, clock::rfc3339(clock::now_ms())],
+    )
+    .await?;
+    publish_status(env, db, m, message_id).await
+}
+
+async fn publish_status(env: &Env, db: &Db, m: &SendRow, message_id: &str) -> Result<()> {
+    let message = store::message(db, &m.tenant_id, message_id).await?;
+    live::publish(env, &m.conversation_id, "message.status", &message).await;
+    Ok(())
+}
+
+/// Used by the DLQ consumer: a send the runtime gave up on is failed, not left queued.
+pub async fn mark_failed(env: &Env, message_id: &str, error: &str) -> Result<()> {
+    Db::from_env(env)?
+        .run(
+            "UPDATE messages SET status = 'failed', error_code = 'dead_letter', error_title = ?2 \
+             WHERE id = ?1 AND status = 'queued'",
+            &args![message_id, error],
+        )
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graph_bodies_follow_the_cloud_api() {
+        assert_eq!(
+            graph_body("491511", "text", &json!({"body": "Hi"})),
+            json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": "491511",
+                   "type": "text", "text": {"preview_url": false, "body": "Hi"}})
+        );
+        let t = graph_body(
+            "1",
+            "template",
+            &json!({"name": "order_update", "language": "en_US", "parameters": ["Ann", "42"]}),
+        );
+        assert_eq!(t["template"]["language"]["code"], "en_US");
+        assert_eq!(
+            t["template"]["components"][0]["parameters"][1],
+            json!({"type": "text", "text": "42"})
+        );
+        let i = graph_body("1", "image", &json!({"id": "MEDIA1", "caption": null}));
+        assert_eq!(i["image"], json!({"id": "MEDIA1"}));
+    }
+
+    #[test]
+    fn meta_errors_keep_code_and_title_and_only_transient_ones_retry() {
+        let body = r#"{"error":{"message":"(#131030) Recipient phone number not in allowed list","type":"OAuthException","code":131030,"error_data":{"details":"Recipient phone number not in allowed list"}}}"#;
+        assert_eq!(
+            graph_error(400, body),
+            (
+                "131030".into(),
+                "Recipient phone number not in allowed list".into(),
+                false
+            )
+        );
+        assert!(
+            graph_error(
+                429,
+                r#"{"error":{"code":130429,"message":"Rate limit hit"}}"#
+            )
+            .2
+        );
+        assert!(graph_error(503, "oops").2);
+        assert_eq!(graph_error(503, "oops").0, "503");
+    }
+}
