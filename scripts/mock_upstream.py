@@ -12,7 +12,12 @@ Test behaviours (KEY is any string; calls are recorded under it):
   ANY  /flaky/KEY/N            -> 500 for the first N calls, then 200 {"ok": true, "call"}
   ANY  /fail/KEY               -> 500 {"error": "upstream failure"} always
   ANY  /hook/KEY               -> 200, a callback receiver
-  GET  /_calls/KEY             -> {"calls": [{"method", "path", "headers", "body"}]}
+  GET  /_calls/KEY             -> {"calls": [{"method", "path", "headers", "body", "at"}]}
+
+WhatsApp Graph API (GRAPH_API_BASE points here; calls recorded under "graph-PHONE_NUMBER_ID"):
+  POST /VERSION/PHONE_NUMBER_ID/messages -> {"messaging_product", "contacts", "messages": [{"id": "wamid..."}]}
+       phone number ids starting with "reject" answer 400 with a Meta error (131030),
+       "flaky" ones 500 on their first call; a missing bearer token is 401.
 """
 import argparse
 import hashlib
@@ -64,6 +69,7 @@ class Handler(BaseHTTPRequestHandler):
             "path": self.path,
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body": text,
+            "at": time.time(),
         }
         host = self.headers.get("Host", "localhost")
 
@@ -85,6 +91,20 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(500, {"error": "upstream failure"})
             return self.reply(200, {"received": True})
 
+        if self.command == "POST" and len(parts) == 3 and parts[2] == "messages" and parts[0].startswith("v"):
+            phone = parts[1]
+            n = record(f"graph-{phone}", entry)
+            if not self.headers.get("Authorization", "").startswith("Bearer "):
+                return self.reply(401, {"error": {"message": "Invalid OAuth access token.", "type": "OAuthException", "code": 190}})
+            if phone.startswith("reject"):
+                return self.reply(400, {"error": {"message": "(#131030) Recipient phone number not in allowed list",
+                                                  "type": "OAuthException", "code": 131030,
+                                                  "error_data": {"details": "Recipient phone number not in allowed list"}}})
+            if phone.startswith("flaky") and n == 1:
+                return self.reply(500, {"error": {"message": "Service temporarily unavailable", "code": 2}})
+            to = body.get("to", "") if isinstance(body, dict) else ""
+            return self.reply(200, {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
+                                    "messages": [{"id": f"wamid.{phone}.{n}"}]})
         record("provider", entry)
         body = body if isinstance(body, dict) else {}
         if self.command == "POST" and parts[:3] == ["v1", "images", "generations"]:

@@ -277,7 +277,7 @@ pub async fn process(env: &Env, event_id: &str) -> Result<()> {
 async fn apply_inbound(env: &Env, db: &Db, tenant_id: &str, m: &Inbound, now: &str) -> Result<()> {
     let contact_id = store::upsert_contact(db, tenant_id, &m.from, &m.name, now).await?;
     let (conversation_id, _) = store::active_conversation(db, tenant_id, &contact_id, now).await?;
-    let id = ids::new_id("msg");
+    let id = ids::ordered_id("msg", clock::now_ms());
     let changes = db
         .batch(vec![
             db.stmt(

@@ -204,7 +204,7 @@ pub async fn queue_message(env: &Env, db: &Db, q: &Queued<'_>) -> Result<String>
         campaign_id,
         now,
     } = *q;
-    let id = ids::new_id("msg");
+    let id = ids::ordered_id("msg", clock::now_ms());
     db.batch(vec![
         db.stmt(
             "INSERT INTO messages (id, tenant_id, conversation_id, direction, type, text, content, \

@@ -90,6 +90,9 @@ fn start() -> Server {
             &format!("migrations_dir = \"{}\"", root.join("migrations").display()),
         );
     std::fs::write(dir.join("wrangler.toml"), config).expect("write config");
+    let mock_port = free_port();
+    let mock = format!("http://127.0.0.1:{mock_port}");
+    let mock_child = start_mock(&root, mock_port, &dir);
     let admin_email = "admin@test.local".to_string();
     let admin_password = format!("admin-{}", random_hex(8));
     let demo_password = format!("demo-{}", random_hex(8));
@@ -97,7 +100,8 @@ fn start() -> Server {
     let vars = format!(
         "JWT_SECRET=\"{jwt_secret}\"\nENCRYPTION_KEY=\"{}\"\nADMIN_EMAIL=\"{admin_email}\"\n\
          ADMIN_PASSWORD=\"{admin_password}\"\nDEMO_PASSWORD=\"{demo_password}\"\n\
-         ALLOWED_ORIGINS=\"https://app.example.com\"\n",
+         ALLOWED_ORIGINS=\"https://app.example.com\"\nGRAPH_API_BASE=\"{mock}\"\n\
+         SEND_RATE_PER_SEC=\"2\"\n",
         random_hex(32)
     );
     std::fs::write(dir.join(".dev.vars"), vars).expect("write .dev.vars");
@@ -115,9 +119,6 @@ fn start() -> Server {
             .env("WRANGLER_SEND_METRICS", "false"),
         "wrangler d1 migrations apply",
     );
-    let mock_port = free_port();
-    let mock = format!("http://127.0.0.1:{mock_port}");
-    let mock_child = start_mock(&root, mock_port, &dir);
     let seed = Command::new("python3")
         .arg(root.join("scripts/seed.py"))
         .arg("--vars")
