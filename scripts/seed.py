@@ -93,6 +93,7 @@ def main():
             "ON CONFLICT(id) DO UPDATE SET email = excluded.email, password_hash = excluded.password_hash, status = 'active';"
         )
     out.extend(workflow_sql(args.provider_url.rstrip("/"), now))
+    out.extend(inbox_sql())
     print("\n".join(out))
 
 
@@ -158,6 +159,72 @@ def demo_workflows(p):
             transform("result", {"avatar": "{{steps.avatar.output.data.0.url}}"}),
         ]),
     ]
+
+
+def inbox_sql():
+    """The inbox tenant: a channel (credentials are set through the API, sealed by the worker),
+    contacts, conversations in every status, and messages in both directions."""
+    tenant = "ten_demo_inbox"
+    base = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    out = [
+        "INSERT INTO channels (tenant_id, phone_number_id, waba_id, display_phone, created_at, updated_at) "
+        f"VALUES ({q(tenant)}, '106540352242922', '102290129340398', '+1 555 010 0199', {q(iso(base))}, {q(iso(base))}) "
+        "ON CONFLICT(tenant_id) DO NOTHING;"
+    ]
+    people = [
+        # suffix, wa_id, name, status, assigned, unread, messages: (direction, text, status, minutes ago)
+        ("kerry", "16315551181", "Kerry Fisher", "open", "usr_demo_inbox_agent", 2, [
+            ("inbound", "Hi! My order #1042 has not arrived yet.", "received", 50),
+            ("outbound", "Sorry about that, Kerry. Let me check with the courier.", "read", 45),
+            ("inbound", "Thanks. It was due on Monday.", "received", 40),
+            ("inbound", "Any news?", "received", 5),
+        ]),
+        ("lena", "4915112345678", "Lena Vogel", "pending", "usr_demo_inbox_agent", 0, [
+            ("inbound", "Can I change the delivery address?", "received", 300),
+            ("outbound", "Yes: send us the new address and we will update it.", "delivered", 290),
+        ]),
+        ("omar", "447700900123", "Omar Haddad", "resolved", "usr_demo_inbox_owner", 0, [
+            ("inbound", "Do you ship to the UK?", "received", 2000),
+            ("outbound", "We do, 3-5 working days.", "read", 1990),
+            ("inbound", "Great, thanks!", "received", 1980),
+        ]),
+        ("ana", "5511987654321", "Ana Souza", "archived", None, 0, [
+            ("inbound", "Wrong number, sorry", "received", 9000),
+        ]),
+        ("noah", "12025550143", "Noah Kim", "open", None, 1, [
+            ("inbound", "Is the blue jacket back in stock?", "received", 15),
+        ]),
+    ]
+    for suffix, wa, name, status, assigned, unread, messages in people:
+        created = base - datetime.timedelta(minutes=messages[0][3] + 1)
+        last = messages[-1]
+        last_at = iso(base - datetime.timedelta(minutes=last[3]))
+        out.append(
+            "INSERT OR IGNORE INTO contacts (id, tenant_id, wa_id, name, created_at, updated_at) VALUES "
+            f"({q('ctc_demo_' + suffix)}, {q(tenant)}, {q(wa)}, {q(name)}, {q(iso(created))}, {q(iso(created))});"
+        )
+        out.append(
+            "INSERT OR IGNORE INTO conversations (id, tenant_id, contact_id, status, assigned_to, tags, unread_count, "
+            "last_message_at, last_message_preview, created_at, updated_at) VALUES "
+            f"({q('cnv_demo_' + suffix)}, {q(tenant)}, {q('ctc_demo_' + suffix)}, {q(status)}, {q(assigned)}, '[]', "
+            f"{unread}, {q(last_at)}, {q(last[1])}, {q(iso(created))}, {q(last_at)});"
+        )
+        for i, (direction, text, mstatus, ago) in enumerate(messages):
+            at = iso(base - datetime.timedelta(minutes=ago))
+            sender = q(assigned or "usr_demo_inbox_owner") if direction == "outbound" else "NULL"
+            out.append(
+                "INSERT OR IGNORE INTO messages (id, tenant_id, conversation_id, direction, wamid, type, text, content, "
+                "status, sent_by, attempts, created_at, updated_at) VALUES "
+                f"({q(f'msg_demo_{suffix}_{i}')}, {q(tenant)}, {q('cnv_demo_' + suffix)}, {q(direction)}, "
+                f"{q(f'wamid.demo.{suffix}.{i}')}, 'text', {q(text)}, {q(json.dumps({'body': text}))}, {q(mstatus)}, "
+                f"{sender}, {1 if direction == 'outbound' else 0}, {q(at)}, {q(at)});"
+            )
+    out.append(
+        "INSERT OR IGNORE INTO templates (id, tenant_id, name, language, category, components, parameter_count, created_at) "
+        f"VALUES ('tpl_demo_order_update', {q(tenant)}, 'order_update', 'en_US', 'UTILITY', "
+        f"{q(json.dumps([{'type': 'BODY', 'text': 'Hi {{1}}, your order {{2}} has shipped.'}]))}, 2, {q(iso(base))});"
+    )
+    return out
 
 
 def iso(dt):
