@@ -193,14 +193,15 @@ async fn put(cx: Ctx) -> Result<Reply> {
     let body: PutChannel = cx.json()?;
     let mut checks = Checks::new();
     let phone = checks.take("phone_number_id", digits_id(&body.phone_number_id));
-    let waba = match body.waba_id.as_deref().filter(|w| !w.trim().is_empty()) {
-        Some(w) => checks.take("waba_id", digits_id(w)),
-        None => Some(String::new()),
-    };
-    let display = checks.take(
-        "display_phone",
-        j::text(body.display_phone.as_deref().unwrap_or(""), 0, 32),
-    );
+    // Omitted fields keep their stored value (like the credentials).
+    let waba = body
+        .waba_id
+        .as_deref()
+        .and_then(|w| checks.take("waba_id", digits_id(w)));
+    let display = body
+        .display_phone
+        .as_deref()
+        .and_then(|d| checks.take("display_phone", j::text(d, 0, 32)));
     let secrets = [
         (Credential::AccessToken, &body.access_token),
         (Credential::AppSecret, &body.app_secret),
@@ -234,9 +235,11 @@ async fn put(cx: Ctx) -> Result<Reply> {
         db.stmt(
             "INSERT INTO channels (tenant_id, phone_number_id, waba_id, display_phone, access_token, \
              access_token_last4, app_secret, app_secret_last4, verify_token, verify_token_last4, \
-             created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11) \
+             created_at, updated_at) VALUES (?1, ?2, COALESCE(?3, ''), COALESCE(?4, ''), ?5, ?6, ?7, ?8, \
+             ?9, ?10, ?11, ?11) \
              ON CONFLICT (tenant_id) DO UPDATE SET phone_number_id = excluded.phone_number_id, \
-             waba_id = excluded.waba_id, display_phone = excluded.display_phone, \
+             waba_id = COALESCE(?3, channels.waba_id), \
+             display_phone = COALESCE(?4, channels.display_phone), \
              access_token = COALESCE(excluded.access_token, channels.access_token), \
              access_token_last4 = COALESCE(excluded.access_token_last4, channels.access_token_last4), \
              app_secret = COALESCE(excluded.app_secret, channels.app_secret), \
