@@ -5,7 +5,7 @@
 // Writes bench/results/latest.json and prints a markdown table. No dependencies but autocannon.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -278,7 +278,42 @@ async function login(base, password) {
   return token;
 }
 
-function scenarios(token, password) {
+// Connects the seeded inbox tenant's WhatsApp channel with a known app secret and returns a
+// Meta-shaped webhook post signed with it (the same message each time: stored, queued, and
+// deduplicated by wamid in the consumer).
+async function webhookScenario(base, password) {
+  const login = await fetch(`${base}/api/v1/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email: 'owner@blueharbor.demo', password }),
+  });
+  const token = (await login.json())?.data?.access_token;
+  const secret = 'bench-app-secret';
+  const put = await fetch(`${base}/api/v1/channels/whatsapp`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ phone_number_id: '106540352242922', app_secret: secret, access_token: 'bench-token' }),
+  });
+  if (put.status !== 200) throw new Error(`connecting the bench channel: HTTP ${put.status}`);
+  const body = JSON.stringify({
+    object: 'whatsapp_business_account',
+    entry: [{ id: '1', changes: [{ field: 'messages', value: {
+      metadata: { phone_number_id: '106540352242922' },
+      contacts: [{ profile: { name: 'Bench' }, wa_id: '4915100000999' }],
+      messages: [{ from: '4915100000999', id: 'wamid.bench', timestamp: '1700000000', type: 'text', text: { body: 'load' } }],
+    } }] }],
+  });
+  const signature = 'sha256=' + createHmac('sha256', secret).update(body).digest('hex');
+  return {
+    name: 'webhook',
+    method: 'POST',
+    path: '/api/v1/webhooks/whatsapp/ten_demo_inbox',
+    headers: { 'content-type': 'application/json', 'x-hub-signature-256': signature },
+    body,
+  };
+}
+
+function scenarios(token, password, webhook) {
   const bearer = { authorization: `Bearer ${token}` };
   return [
     { name: 'trivial', method: 'GET', path: '/health/live' },
@@ -295,6 +330,7 @@ function scenarios(token, password) {
     },
     { name: 'auth_me', method: 'GET', path: '/api/v1/auth/me', headers: bearer },
     { name: 'list', method: 'GET', path: '/api/v1/users?limit=20', headers: bearer },
+    webhook,
   ];
 }
 
@@ -423,7 +459,8 @@ async function main() {
   const token = await login(base, vars.DEMO_PASSWORD);
 
   const results = {};
-  for (const s of scenarios(token, vars.DEMO_PASSWORD)) {
+  const webhook = await webhookScenario(base, vars.DEMO_PASSWORD);
+  for (const s of scenarios(token, vars.DEMO_PASSWORD, webhook)) {
     results[s.name] = await measure(base, s);
     const r = results[s.name];
     log(`${s.name}: ${r.rps} req/s, p50 ${r.latency_ms.p50} ms, p99 ${r.latency_ms.p99} ms, non-2xx ${r.non_2xx + r.errors + r.timeouts}/${r.requests}`);

@@ -11,9 +11,11 @@ pub mod maintenance;
 pub mod messaging;
 pub mod platform;
 pub mod queues;
+pub mod requests;
 pub mod routes;
 pub mod settings;
 pub mod tenants;
+pub mod tickets;
 pub mod users;
 pub mod workflows;
 

@@ -14,6 +14,8 @@ pub fn all() -> Vec<Route> {
     routes.extend(crate::settings::routes());
     routes.extend(crate::workflows::routes());
     routes.extend(crate::workflows::admin::routes());
+    routes.extend(crate::requests::routes());
+    routes.extend(crate::tickets::routes());
     routes.extend(crate::messaging::routes());
     routes
 }

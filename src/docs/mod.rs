@@ -53,10 +53,12 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::messaging::templates::{
         Campaign, CampaignProgress, CreateCampaign, CreateTemplate, Template,
     };
+    use crate::requests::{CreateWorkflowRequest, UpdateWorkflowRequest, WorkflowRequest};
     use crate::settings::secrets::{PutSecret, Secret};
     use crate::settings::{CallbackSecret, Settings, UpdateSettings};
     use crate::tenants::model::{CreateTenant, Tenant, UpdateTenant};
     use crate::tenants::CreateUser;
+    use crate::tickets::{Comment, CreateComment, CreateTicket, Ticket, UpdateTicket};
     use crate::users::model::{UpdateUser, User};
     use crate::workflows::admin::{
         Dashboard, ErrorEntry, TenantCounts, Uptime, Window, WorkflowPerformance,
@@ -132,6 +134,14 @@ fn component_schemas() -> Vec<(String, Value)> {
         CreateCampaign,
         Campaign,
         CampaignProgress,
+        WorkflowRequest,
+        CreateWorkflowRequest,
+        UpdateWorkflowRequest,
+        Ticket,
+        Comment,
+        CreateTicket,
+        UpdateTicket,
+        CreateComment,
     ]
 }
 

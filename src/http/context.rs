@@ -110,6 +110,24 @@ impl Ctx {
         Ok(&self.principal()?.tenant_id)
     }
 
+    /// The caller's tenant, or `None` for the platform admin, who works across organisations.
+    pub fn scope(&self) -> Result<Option<&str>> {
+        let p = self.principal()?;
+        Ok(if p.is_platform_admin() {
+            None
+        } else {
+            Some(p.tenant_id.as_str())
+        })
+    }
+
+    /// `?tenant_id=` narrows the platform admin's cross-tenant lists; others are already scoped.
+    pub fn scope_filter(&self) -> Result<Option<String>> {
+        Ok(match self.scope()? {
+            None => self.query_nonempty("tenant_id").map(str::to_string),
+            Some(_) => None,
+        })
+    }
+
     pub fn now(&self) -> String {
         crate::platform::clock::rfc3339(self.now_ms)
     }

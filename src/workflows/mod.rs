@@ -23,7 +23,7 @@ use crate::http::reply::Reply;
 use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
 use crate::platform::{clock, ids};
 use crate::queues::{self, Job};
-use db::{ExecutionFilter, Scope, WorkflowFilter};
+use db::{ExecutionFilter, WorkflowFilter};
 use model::{
     CreateWorkflow, ExecuteWorkflow, StartedExecution, UpdateWorkflow, EXECUTION_STATUSES, STATUSES,
 };
@@ -159,46 +159,28 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// The caller's tenant, or `None` for the platform admin, who sees every organisation.
-fn scope(cx: &Ctx) -> Result<Scope<'_>> {
-    let p = cx.principal()?;
-    Ok(if p.is_platform_admin() {
-        None
-    } else {
-        Some(p.tenant_id.as_str())
-    })
-}
-
-/// `?tenant_id=` is a filter for the platform admin; others are already scoped.
-fn tenant_filter(cx: &Ctx) -> Result<Option<String>> {
-    Ok(match scope(cx)? {
-        None => cx.query_nonempty("tenant_id").map(str::to_string),
-        Some(_) => None,
-    })
-}
-
 async fn list(cx: Ctx) -> Result<Reply> {
     let page = cx.page()?;
     let filter = WorkflowFilter {
-        tenant_id: tenant_filter(&cx)?,
+        tenant_id: cx.scope_filter()?,
         status: cx.query_enum("status", &STATUSES)?,
         q: cx.query_nonempty("q").map(str::to_string),
     };
-    let rows = db::list_workflows(&cx.db()?, scope(&cx)?, &filter, &page).await?;
+    let rows = db::list_workflows(&cx.db()?, cx.scope()?, &filter, &page).await?;
     let (rows, next) = page.finish(rows, |w| (w.created_at.clone(), w.id.clone()));
     Reply::list(&rows, next.as_deref())
 }
 
 async fn get(cx: Ctx) -> Result<Reply> {
     let db = cx.db()?;
-    let mut w = db::get_workflow(&db, scope(&cx)?, cx.param("id")).await?;
+    let mut w = db::get_workflow(&db, cx.scope()?, cx.param("id")).await?;
     w.stats = Some(db::workflow_stats(&db, &w).await?);
     Reply::ok(&w)
 }
 
 async fn stats(cx: Ctx) -> Result<Reply> {
     let db = cx.db()?;
-    let w = db::get_workflow(&db, scope(&cx)?, cx.param("id")).await?;
+    let w = db::get_workflow(&db, cx.scope()?, cx.param("id")).await?;
     Reply::ok(&db::workflow_stats(&db, &w).await?)
 }
 
@@ -206,7 +188,7 @@ async fn create(cx: Ctx) -> Result<Reply> {
     let (tenant_id, f) = cx.json::<CreateWorkflow>()?.validate()?;
     let own = cx.tenant_id()?.to_string();
     let db = cx.db()?;
-    let tenant_id = match (scope(&cx)?, tenant_id) {
+    let tenant_id = match (cx.scope()?, tenant_id) {
         (_, None) => own,
         (Some(mine), Some(t)) if t != mine => {
             return Err(AppError::Forbidden(
@@ -262,7 +244,7 @@ async fn update(cx: Ctx) -> Result<Reply> {
     let f = body.validate(&mut checks);
     checks.finish()?;
     let db = cx.db()?;
-    let current = db::get_workflow(&db, scope(&cx)?, cx.param("id")).await?;
+    let current = db::get_workflow(&db, cx.scope()?, cx.param("id")).await?;
     let now = cx.now();
     let status = f.status.clone().unwrap_or(current.status.clone());
     let deployed_at = if status == "deployed" && current.status != "deployed" {
@@ -302,7 +284,7 @@ async fn update(cx: Ctx) -> Result<Reply> {
 
 async fn archive(cx: Ctx) -> Result<Reply> {
     let db = cx.db()?;
-    let w = db::get_workflow(&db, scope(&cx)?, cx.param("id")).await?;
+    let w = db::get_workflow(&db, cx.scope()?, cx.param("id")).await?;
     if w.status != "archived" {
         db.batch(vec![
             db.stmt(
@@ -327,7 +309,7 @@ async fn execute(cx: Ctx) -> Result<Reply> {
         Some(_) => return Err(AppError::field("input_data", "must be a JSON object")),
     };
     let db = cx.db()?;
-    let w = db::get_workflow(&db, scope(&cx)?, cx.param("id")).await?;
+    let w = db::get_workflow(&db, cx.scope()?, cx.param("id")).await?;
     if w.status != "deployed" {
         return Err(AppError::Conflict(format!(
             "The workflow is {}; only deployed workflows can be executed.",
@@ -397,7 +379,7 @@ async fn execute(cx: Ctx) -> Result<Reply> {
 
 fn execution_filter(cx: &Ctx, workflow_id: Option<String>) -> Result<ExecutionFilter> {
     Ok(ExecutionFilter {
-        tenant_id: tenant_filter(cx)?,
+        tenant_id: cx.scope_filter()?,
         workflow_id: workflow_id.or_else(|| cx.query_nonempty("workflow_id").map(str::to_string)),
         status: cx.query_enum("status", &EXECUTION_STATUSES)?,
         from: cx.query_time("from")?,
@@ -407,13 +389,13 @@ fn execution_filter(cx: &Ctx, workflow_id: Option<String>) -> Result<ExecutionFi
 
 async fn list_executions(cx: &Ctx, filter: ExecutionFilter) -> Result<Reply> {
     let page = cx.page()?;
-    let rows = db::list_executions(&cx.db()?, scope(cx)?, &filter, &page).await?;
+    let rows = db::list_executions(&cx.db()?, cx.scope()?, &filter, &page).await?;
     let (rows, next) = page.finish(rows, |e| (e.created_at.clone(), e.id.clone()));
     Reply::list(&rows, next.as_deref())
 }
 
 async fn workflow_executions(cx: Ctx) -> Result<Reply> {
-    let w = db::get_workflow(&cx.db()?, scope(&cx)?, cx.param("id")).await?;
+    let w = db::get_workflow(&cx.db()?, cx.scope()?, cx.param("id")).await?;
     let filter = execution_filter(&cx, Some(w.id))?;
     list_executions(&cx, filter).await
 }
@@ -425,14 +407,14 @@ async fn executions(cx: Ctx) -> Result<Reply> {
 
 async fn execution(cx: Ctx) -> Result<Reply> {
     let db = cx.db()?;
-    let mut e = db::get_execution(&db, scope(&cx)?, cx.param("id")).await?;
+    let mut e = db::get_execution(&db, cx.scope()?, cx.param("id")).await?;
     e.steps = Some(db::step_runs(&db, &e.id).await?);
     Reply::ok(&e)
 }
 
 async fn cancel(cx: Ctx) -> Result<Reply> {
     let db = cx.db()?;
-    let e = db::get_execution(&db, scope(&cx)?, cx.param("id")).await?;
+    let e = db::get_execution(&db, cx.scope()?, cx.param("id")).await?;
     let now = cx.now();
     let started = e
         .started_at

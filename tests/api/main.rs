@@ -10,6 +10,7 @@ mod auth;
 mod conventions;
 mod messaging;
 mod ops;
+mod support;
 mod tenants;
 mod tokens;
 mod users;
