@@ -743,3 +743,62 @@ async fn another_tenants_inbox_is_not_found_and_members_cannot_work_it() {
         .await
         .problem(422, "validation_failed");
 }
+
+#[tokio::test]
+async fn new_conversations_are_assigned_round_robin_when_the_tenant_wants_it() {
+    let inbox = connected_inbox("pn").await;
+    let first = add_user(&inbox.owner, "agent").await;
+    let second = add_user(&inbox.owner, "agent").await;
+    patch("/api/v1/settings")
+        .token(&inbox.owner.access)
+        .json(json!({"auto_assign_conversations": true}))
+        .send()
+        .await
+        .expect(200);
+    for (i, from) in ["4915100000101", "4915100000102", "4915100000103"]
+        .iter()
+        .enumerate()
+    {
+        deliver(
+            &inbox,
+            &post_of(vec![change(
+                &inbox.phone,
+                json!([text_message(&format!("wamid.RR{i}"), from, "hi")]),
+                json!([]),
+            )]),
+        )
+        .await
+        .expect(200);
+        // One at a time, so "least recently assigned" is well defined.
+        poll(&inbox.owner.access, "/api/v1/conversations", 20, |d| {
+            len(d) == i + 1
+        })
+        .await;
+    }
+    let list = get("/api/v1/conversations")
+        .token(&inbox.owner.access)
+        .send()
+        .await
+        .expect(200);
+    let assigned: Vec<&str> = list
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|c| c["assigned_to"].as_str().unwrap_or("none"))
+        .collect();
+    assert_eq!(
+        assigned[0], assigned[2],
+        "the third goes back to the first agent: {assigned:?}"
+    );
+    assert_ne!(assigned[0], assigned[1]);
+    let agents = [first.user_id.as_str(), second.user_id.as_str()];
+    assert!(assigned.iter().all(|a| agents.contains(a)), "{assigned:?}");
+    let mine = get("/api/v1/conversations?assigned_to=me")
+        .token(&first.access)
+        .send()
+        .await
+        .expect(200);
+    assert!(!mine.data().as_array().unwrap().is_empty());
+}
