@@ -17,5 +17,7 @@ pub fn all() -> Vec<Route> {
     routes.extend(crate::requests::routes());
     routes.extend(crate::tickets::routes());
     routes.extend(crate::messaging::routes());
+    routes.extend(crate::media::routes());
+    routes.extend(crate::products::routes());
     routes
 }

@@ -43,6 +43,9 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::auth::model::*;
     use crate::health::{Health, HealthChecks};
     use crate::http::error::{FieldError, Problem};
+    use crate::media::candidates::Candidate;
+    use crate::media::jobs::{JobResult, MediaJob, ProcessMedia};
+    use crate::media::{CreateLink, Media, MediaLink};
     use crate::messaging::channel::{Channel, PutChannel, SecretState};
     use crate::messaging::inbox::{
         AgentLoad, InboxSummary, StatusCounts, UpdateContact, UpdateConversation, UpdateMessage,
@@ -53,6 +56,7 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::messaging::templates::{
         Campaign, CampaignProgress, CreateCampaign, CreateTemplate, Template,
     };
+    use crate::products::{CreateProduct, CreatedProducts, FromCandidates, Product, UpdateProduct};
     use crate::requests::{CreateWorkflowRequest, UpdateWorkflowRequest, WorkflowRequest};
     use crate::settings::secrets::{PutSecret, Secret};
     use crate::settings::{CallbackSecret, Settings, UpdateSettings};
@@ -142,6 +146,18 @@ fn component_schemas() -> Vec<(String, Value)> {
         CreateTicket,
         UpdateTicket,
         CreateComment,
+        Media,
+        CreateLink,
+        MediaLink,
+        ProcessMedia,
+        MediaJob,
+        JobResult,
+        Candidate,
+        Product,
+        CreatedProducts,
+        CreateProduct,
+        UpdateProduct,
+        FromCandidates,
     ]
 }
 
@@ -271,9 +287,12 @@ fn operation(route: &Route) -> Value {
     if route.method != Method::Get {
         responses.insert("409".into(), problem("Conflicts with the current state"));
     }
-    if route.request.is_some() {
+    if route.request.is_some() || route.upload {
         responses.insert("413".into(), problem("The body is too large"));
-        responses.insert("415".into(), problem("The body is not application/json"));
+        responses.insert(
+            "415".into(),
+            problem("The body's media type is not accepted"),
+        );
     }
     responses.insert("default".into(), problem("An error (problem+json)"));
 
@@ -289,6 +308,14 @@ fn operation(route: &Route) -> Value {
     }
     if let Some(schema) = route.request {
         op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema_ref(schema)}}});
+    }
+    if route.upload {
+        op["requestBody"] = json!({"required": true, "content": {
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "format": "binary"},
+                "attributes": {"type": "string", "description": "A JSON object stored with the file."}}}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"},
+                "description": "The raw file; send its real Content-Type and `?filename=`."}}});
     }
     op
 }

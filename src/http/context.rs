@@ -26,6 +26,8 @@ pub struct Ctx {
     pub config: Rc<Config>,
     pub request_id: String,
     pub path: String,
+    /// `scheme://host[:port]` of this request, for absolute URLs in answers.
+    pub origin: String,
     pub params: Vec<(&'static str, String)>,
     pub query: Vec<(String, String)>,
     pub headers: worker::Headers,

@@ -40,6 +40,8 @@ pub enum AppError {
     },
     /// 402: the plan's allowance for this period is used up.
     QuotaExceeded(String),
+    /// 416: the requested byte range is outside a resource of this size.
+    RangeNotSatisfiable(u64),
     /// Anything unexpected. The message is logged, never shown.
     Internal(String),
 }
@@ -84,6 +86,7 @@ impl AppError {
             AppError::Unprocessable(..) => 422,
             AppError::RateLimited { .. } => 429,
             AppError::QuotaExceeded(_) => 402,
+            AppError::RangeNotSatisfiable(_) => 416,
             AppError::Internal(_) => 500,
         }
     }
@@ -102,6 +105,7 @@ impl AppError {
             AppError::Unprocessable(code, _) => code,
             AppError::RateLimited { .. } => "rate_limited",
             AppError::QuotaExceeded(_) => "quota_exceeded",
+            AppError::RangeNotSatisfiable(_) => "range_not_satisfiable",
             AppError::Internal(_) => "internal_error",
         }
     }
@@ -117,6 +121,7 @@ impl AppError {
             409 => "Conflict",
             413 => "Payload Too Large",
             415 => "Unsupported Media Type",
+            416 => "Range Not Satisfiable",
             422 => "Unprocessable Content",
             429 => "Too Many Requests",
             _ => "Internal Server Error",
@@ -145,6 +150,9 @@ impl AppError {
             }
             AppError::RateLimited { retry_after_secs } => {
                 format!("Too many requests; retry in {retry_after_secs} s.")
+            }
+            AppError::RangeNotSatisfiable(size) => {
+                format!("The range is outside the {size} bytes of this file.")
             }
             AppError::Internal(_) => {
                 "An unexpected error occurred; quote the request id when reporting it.".into()

@@ -107,7 +107,7 @@ pub async fn complete(db: &Db, scope: &str, key: &str, outcome: &Result<Reply>) 
                 Body::Json(b) => String::from_utf8_lossy(b).into_owned(),
                 Body::Text(t, _) => t.clone(),
                 // Upgrades are never idempotent routes; nothing to replay.
-                Body::Empty | Body::Upgrade(_) => String::new(),
+                Body::Empty | Body::Upgrade(_) | Body::Stream(_) => String::new(),
             };
             db.run(
                 "UPDATE idempotency_keys SET status = ?3, headers = ?4, body = ?5 \

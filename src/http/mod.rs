@@ -74,6 +74,7 @@ pub async fn handle(mut req: Request, env: Env, wctx: worker::Context) -> worker
                     config: Rc::new(config),
                     request_id: request_id.clone(),
                     path: path.clone(),
+                    origin: url.origin().ascii_serialization(),
                     query: router::parse_query(url.query().unwrap_or_default()),
                     client: client.clone(),
                     now_ms: started,
@@ -142,6 +143,9 @@ pub fn problem(err: &AppError, request_id: &str) -> Reply {
         AppError::RateLimited { retry_after_secs } => {
             reply = reply.with_header("Retry-After", retry_after_secs.to_string())
         }
+        AppError::RangeNotSatisfiable(size) => {
+            reply = reply.with_header("Content-Range", format!("bytes */{size}"))
+        }
         _ => {}
     }
     reply
@@ -152,6 +156,7 @@ struct Setup {
     config: Rc<Config>,
     request_id: String,
     path: String,
+    origin: String,
     query: Vec<(String, String)>,
     client: Client,
     now_ms: i64,
@@ -204,7 +209,12 @@ async fn serve(req: &mut Request, method_name: &str, s: Setup, trace: &mut Trace
         }
     }
 
-    let body = read_body(req, method, route, s.config.max_body_bytes).await?;
+    let limit = if route.upload {
+        s.config.upload_max_request_bytes
+    } else {
+        s.config.max_body_bytes
+    };
+    let body = read_body(req, method, route, limit).await?;
 
     let idempotency = match (route.idempotent, req.headers().get("Idempotency-Key")?) {
         (true, Some(key)) => {
@@ -228,6 +238,7 @@ async fn serve(req: &mut Request, method_name: &str, s: Setup, trace: &mut Trace
         config: s.config,
         request_id: s.request_id,
         path: s.path,
+        origin: s.origin,
         params,
         query: s.query,
         headers: req.headers().clone(),

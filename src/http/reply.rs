@@ -9,6 +9,8 @@ pub enum Body {
     Empty,
     Json(Vec<u8>),
     Text(String, &'static str),
+    /// A streamed body (an R2 object), answered with this reply's status and headers.
+    Stream(std::rc::Rc<std::cell::RefCell<Option<worker::ResponseBody>>>),
     /// A WebSocket upgrade answered by a Durable Object, passed through untouched.
     Upgrade(std::rc::Rc<std::cell::RefCell<Option<worker::Response>>>),
 }
@@ -76,6 +78,14 @@ impl Reply {
         }
     }
 
+    pub fn stream(status: u16, body: worker::ResponseBody) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Body::Stream(std::rc::Rc::new(std::cell::RefCell::new(Some(body)))),
+        }
+    }
+
     pub fn no_content() -> Reply {
         Reply {
             status: 204,
@@ -119,6 +129,13 @@ impl Reply {
             Body::Empty => worker::Response::empty()?,
             Body::Json(bytes) => worker::Response::from_bytes(bytes)?,
             Body::Text(text, _) => worker::Response::ok(text)?,
+            Body::Stream(body) => {
+                let body = body
+                    .borrow_mut()
+                    .take()
+                    .ok_or_else(|| worker::Error::RustError("stream already answered".into()))?;
+                worker::Response::from_body(body)?
+            }
             Body::Upgrade(response) => {
                 return response
                     .borrow_mut()

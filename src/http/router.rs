@@ -146,6 +146,8 @@ pub struct Route {
     pub metered: bool,
     /// Also accepts the access token as `?access_token=` (WebSocket clients cannot set headers).
     pub query_token: bool,
+    /// A file upload: the raw body (multipart or any type) up to the upload limit.
+    pub upload: bool,
 }
 
 impl Route {
@@ -163,6 +165,7 @@ impl Route {
             idempotent: false,
             metered: false,
             query_token: false,
+            upload: false,
             rate: if access == Access::Public {
                 RateClass::None
             } else {
@@ -226,6 +229,10 @@ impl Route {
     }
     pub fn idempotent(mut self) -> Route {
         self.idempotent = true;
+        self
+    }
+    pub fn upload(mut self) -> Route {
+        self.upload = true;
         self
     }
     pub fn query_token(mut self) -> Route {

@@ -23,6 +23,15 @@ pub struct Config {
     pub graph_api_version: String,
     /// Outbound messages per second per WhatsApp number (token bucket rate and burst).
     pub send_rate_per_sec: f64,
+    /// Largest media file (multipart uploads included).
+    pub media_max_bytes: u64,
+    /// Largest single-request upload body (the worker holds it in memory); beyond it, use the
+    /// multipart upload API.
+    pub upload_max_request_bytes: u64,
+    /// Bytes of media a tenant may store, whatever its plan (`None`: by plan).
+    pub storage_quota_override: Option<u64>,
+    /// The OCR service (`POST` image bytes → `{text, confidence, pages}`).
+    pub ocr_api_url: Option<String>,
 }
 
 /// Rate-limit budgets. Per-plan requests per minute for the general API; the auth budget
@@ -110,6 +119,18 @@ impl Config {
                 .to_string(),
             graph_api_version: var(env, "GRAPH_API_VERSION").unwrap_or_else(|| "v21.0".into()),
             send_rate_per_sec: num(env, "SEND_RATE_PER_SEC", 80.0)?,
+            media_max_bytes: num(env, "MEDIA_MAX_BYTES", 100 * 1024 * 1024)?,
+            upload_max_request_bytes: num::<u64>(
+                env,
+                "UPLOAD_MAX_REQUEST_BYTES",
+                25 * 1024 * 1024,
+            )?
+            .min(num(env, "MEDIA_MAX_BYTES", 100 * 1024 * 1024)?),
+            storage_quota_override: match var(env, "STORAGE_QUOTA_BYTES") {
+                None => None,
+                Some(_) => Some(num(env, "STORAGE_QUOTA_BYTES", 0)?),
+            },
+            ocr_api_url: var(env, "OCR_API_URL"),
         })
     }
 }

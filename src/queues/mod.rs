@@ -41,6 +41,8 @@ pub enum Job {
     Webhook { event_id: String },
     /// Send an outbound WhatsApp message.
     Send { message_id: String },
+    /// Run a document job (text extraction or OCR).
+    Media { job_id: String },
 }
 
 impl Job {
@@ -57,7 +59,7 @@ impl Job {
             Job::Step { execution_id, .. } | Job::Callback { execution_id, .. } => {
                 Some(execution_id)
             }
-            Job::Webhook { .. } | Job::Send { .. } => None,
+            Job::Webhook { .. } | Job::Send { .. } | Job::Media { .. } => None,
         }
     }
 
@@ -67,6 +69,7 @@ impl Job {
             Job::Callback { .. } => "callback",
             Job::Webhook { .. } => "webhook",
             Job::Send { .. } => "send",
+            Job::Media { .. } => "media_job",
         }
     }
 
@@ -78,6 +81,7 @@ impl Job {
             }
             Job::Webhook { event_id } => ("webhook_events", event_id),
             Job::Send { message_id } => ("messages", message_id),
+            Job::Media { job_id } => ("jobs", job_id),
         }
     }
 }
@@ -193,6 +197,7 @@ async fn handle_job(env: &Env, message_id: &str, body: &str) -> Result<Outcome> 
             Ok(Outcome::Ack)
         }
         Job::Send { message_id } => crate::messaging::outbound::send(env, &cfg, message_id).await,
+        Job::Media { job_id } => crate::media::jobs::run(env, &cfg, job_id).await,
     }
 }
 
@@ -219,6 +224,7 @@ async fn record_dead_letter(env: &Env, body: &str) -> Result<()> {
         Some(Job::Send { message_id }) => {
             crate::messaging::outbound::mark_failed(env, message_id, &error).await?
         }
+        Some(Job::Media { job_id }) => crate::media::jobs::mark_failed(env, job_id, &error).await?,
         _ => {}
     }
     if let Some(Job::Step { execution_id, .. }) = &job {

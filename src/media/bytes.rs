@@ -1,0 +1,236 @@
+//! Pure byte-level helpers for uploads and downloads: what a file really is (magic numbers),
+//! `multipart/form-data` bodies, and `Range` headers.
+
+/// The content types an upload may have, as sniffed from its bytes.
+pub const ALLOWED: [&str; 7] = [
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+    "text/csv",
+];
+
+/// What the bytes are: a binary format by its magic number, or UTF-8 text without NULs.
+/// `declared` only chooses between the text types (CSV is text).
+pub fn sniff(bytes: &[u8], declared: &str) -> Option<&'static str> {
+    let starts = |m: &[u8]| bytes.starts_with(m);
+    if starts(b"\x89PNG\r\n\x1a\n") {
+        return Some("image/png");
+    }
+    if starts(&[0xFF, 0xD8, 0xFF]) {
+        return Some("image/jpeg");
+    }
+    if starts(b"GIF87a") || starts(b"GIF89a") {
+        return Some("image/gif");
+    }
+    if bytes.len() >= 12 && starts(b"RIFF") && &bytes[8..12] == b"WEBP" {
+        return Some("image/webp");
+    }
+    if starts(b"%PDF-") {
+        return Some("application/pdf");
+    }
+    if !bytes.is_empty() && !bytes.contains(&0) && std::str::from_utf8(bytes).is_ok() {
+        return Some(if essence(declared) == "text/csv" {
+            "text/csv"
+        } else {
+            "text/plain"
+        });
+    }
+    None
+}
+
+/// `type/subtype` of a Content-Type, lower case, without parameters.
+pub fn essence(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Whether a declared type agrees with the sniffed one (`image/jpg` is JPEG; a generic
+/// `application/octet-stream` or nothing defers to the bytes).
+pub fn declared_matches(declared: &str, sniffed: &str) -> bool {
+    let d = essence(declared);
+    d.is_empty()
+        || d == "application/octet-stream"
+        || d == sniffed
+        || (d == "image/jpg" && sniffed == "image/jpeg")
+        || (sniffed.starts_with("text/") && d.starts_with("text/"))
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Part<'a> {
+    pub name: String,
+    pub filename: Option<String>,
+    pub content_type: Option<String>,
+    pub data: &'a [u8],
+}
+
+fn boundary(content_type: &str) -> Option<String> {
+    content_type.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        (k.trim().eq_ignore_ascii_case("boundary")).then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
+fn param(header: &str, key: &str) -> Option<String> {
+    header.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        (k.trim().eq_ignore_ascii_case(key)).then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    (from..=hay.len() - needle.len()).find(|&i| &hay[i..i + needle.len()] == needle)
+}
+
+/// Splits a `multipart/form-data` body into its parts.
+pub fn multipart<'a>(content_type: &str, body: &'a [u8]) -> Result<Vec<Part<'a>>, String> {
+    let b = boundary(content_type).ok_or("the multipart body has no boundary")?;
+    let delim = format!("--{b}");
+    let mut pos = find(body, delim.as_bytes(), 0).ok_or("the multipart body has no parts")?;
+    let mut parts = Vec::new();
+    loop {
+        pos += delim.len();
+        if body[pos..].starts_with(b"--") {
+            break;
+        }
+        let head_start = pos
+            + if body[pos..].starts_with(b"\r\n") {
+                2
+            } else {
+                0
+            };
+        let head_end = find(body, b"\r\n\r\n", head_start).ok_or("a part has no headers")?;
+        let head = std::str::from_utf8(&body[head_start..head_end])
+            .map_err(|_| "part headers are not UTF-8")?;
+        let next = find(body, format!("\r\n{delim}").as_bytes(), head_end + 4)
+            .ok_or("the multipart body is not terminated")?;
+        let mut name = None;
+        let mut filename = None;
+        let mut ctype = None;
+        for line in head.split("\r\n") {
+            let (k, v) = line.split_once(':').unwrap_or((line, ""));
+            if k.trim().eq_ignore_ascii_case("content-disposition") {
+                name = param(v, "name");
+                filename = param(v, "filename");
+            } else if k.trim().eq_ignore_ascii_case("content-type") {
+                ctype = Some(v.trim().to_string());
+            }
+        }
+        parts.push(Part {
+            name: name.ok_or("a part has no name")?,
+            filename,
+            content_type: ctype,
+            data: &body[head_end + 4..next],
+        });
+        pos = next + 2;
+    }
+    Ok(parts)
+}
+
+/// A `Range` that cannot be served from a file of this size (answered 416).
+#[derive(Debug, PartialEq)]
+pub struct Unsatisfiable;
+
+/// A satisfiable single byte range: `(offset, length)`. `Ok(None)` means no (usable) Range
+/// header, serve everything.
+pub fn range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, Unsatisfiable> {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        // Several ranges would need multipart/byteranges; the whole body is a valid answer.
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or(Unsatisfiable)?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", "") => return Err(Unsatisfiable),
+        ("", suffix) => {
+            let n: u64 = suffix.parse().map_err(|_| Unsatisfiable)?;
+            if n == 0 {
+                return Err(Unsatisfiable);
+            }
+            (size.saturating_sub(n), size.saturating_sub(1))
+        }
+        (s, "") => (
+            s.parse().map_err(|_| Unsatisfiable)?,
+            size.saturating_sub(1),
+        ),
+        (s, e) => {
+            let s: u64 = s.parse().map_err(|_| Unsatisfiable)?;
+            let e: u64 = e.parse().map_err(|_| Unsatisfiable)?;
+            (s, e.min(size.saturating_sub(1)))
+        }
+    };
+    if size == 0 || start >= size || end < start {
+        return Err(Unsatisfiable);
+    }
+    Ok(Some((start, end - start + 1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_what_their_bytes_say() {
+        assert_eq!(
+            sniff(b"\x89PNG\r\n\x1a\n....", "image/png"),
+            Some("image/png")
+        );
+        assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0], ""), Some("image/jpeg"));
+        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 ", ""), Some("image/webp"));
+        assert_eq!(
+            sniff(b"%PDF-1.4\n", "application/pdf"),
+            Some("application/pdf")
+        );
+        assert_eq!(
+            sniff(b"name,price\nmug,12.50\n", "text/csv"),
+            Some("text/csv")
+        );
+        assert_eq!(sniff("Grüße".as_bytes(), "text/plain"), Some("text/plain"));
+        assert_eq!(sniff(b"MZ\x90\0\x03", "image/png"), None);
+        assert_eq!(sniff(&[0xC3, 0x28], "text/plain"), None);
+        assert!(declared_matches("image/jpg", "image/jpeg"));
+        assert!(declared_matches("", "application/pdf"));
+        assert!(!declared_matches("image/png", "application/pdf"));
+        assert!(!declared_matches("application/pdf", "text/plain"));
+    }
+
+    #[test]
+    fn multipart_bodies_split_into_named_parts() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"attributes\"\r\n\r\n{\"a\":1}\r\n\
+--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"list.csv\"\r\nContent-Type: text/csv\r\n\r\nname,price\r\nmug,1\r\n--XyZ--\r\n";
+        let parts = multipart("multipart/form-data; boundary=XyZ", body).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].name, "attributes");
+        assert_eq!(parts[0].data, b"{\"a\":1}");
+        assert_eq!(parts[1].filename.as_deref(), Some("list.csv"));
+        assert_eq!(parts[1].content_type.as_deref(), Some("text/csv"));
+        assert_eq!(parts[1].data, b"name,price\r\nmug,1");
+        assert!(multipart("multipart/form-data", body).is_err());
+        assert!(multipart("multipart/form-data; boundary=XyZ", b"--XyZ\r\nno end").is_err());
+    }
+
+    #[test]
+    fn ranges_are_single_and_satisfiable() {
+        assert_eq!(range(None, 100), Ok(None));
+        assert_eq!(range(Some("bytes=0-9"), 100), Ok(Some((0, 10))));
+        assert_eq!(range(Some("bytes=90-"), 100), Ok(Some((90, 10))));
+        assert_eq!(range(Some("bytes=-5"), 100), Ok(Some((95, 5))));
+        assert_eq!(range(Some("bytes=50-500"), 100), Ok(Some((50, 50))));
+        assert_eq!(range(Some("bytes=0-1,5-6"), 100), Ok(None));
+        assert_eq!(range(Some("bytes=100-"), 100), Err(Unsatisfiable));
+        assert_eq!(range(Some("bytes=9-3"), 100), Err(Unsatisfiable));
+        assert_eq!(range(Some("bytes=x-"), 100), Err(Unsatisfiable));
+        assert_eq!(range(Some("items=0-1"), 100), Ok(None));
+    }
+}

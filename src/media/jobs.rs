@@ -1,0 +1,390 @@
+//! Document jobs on the queue: `extract_text` (the text layer of PDFs, or text/CSV files as
+//! they are) and `ocr` (images sent to `OCR_API_URL`). Each finds product candidates in the
+//! text. A job is claimed with a lease so a redelivery never runs it twice at once; transient
+//! failures retry with backoff, then the job fails with the reason and is dead-lettered.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+use worker::{Env, Headers, Method, Request, RequestInit};
+
+use super::candidates::{self, Candidate};
+use crate::args;
+use crate::audit;
+use crate::handler;
+use crate::http::context::Ctx;
+use crate::http::error::{AppError, Result};
+use crate::http::pagination::PAGING;
+use crate::http::reply::Reply;
+use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
+use crate::platform::config::Config;
+use crate::platform::db::{Arg, Db, Filter};
+use crate::platform::{clock, ids};
+use crate::queues::{self, DeadLetter, Job, Outcome};
+use crate::workflows::engine::{backoff_secs, fetch_text};
+
+pub const KINDS: [&str; 2] = ["extract_text", "ocr"];
+pub const STATUSES: [&str; 4] = ["pending", "processing", "completed", "failed"];
+const MAX_ATTEMPTS: i64 = 3;
+
+const LIST_QUERY: [QueryDoc; 5] = [
+    PAGING[0],
+    PAGING[1],
+    q_enum("status", &STATUSES, "Only jobs with this status."),
+    q_enum("kind", &KINDS, "Only jobs of this kind."),
+    q("media_id", "string", "Only this file's jobs."),
+];
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::post("/api/v1/media/:id/process", Access::User, handler!(process))
+            .doc(
+                "jobs",
+                "Start a job on a file: `extract_text` (PDF, text, CSV) or `ocr` (images)",
+            )
+            .body("ProcessMedia")
+            .accepted("MediaJob")
+            .idempotent(),
+        Route::get("/api/v1/jobs", Access::User, handler!(list))
+            .doc("jobs", "The tenant's jobs, newest first")
+            .list("MediaJob")
+            .query(&LIST_QUERY),
+        Route::get("/api/v1/jobs/:id", Access::User, handler!(get))
+            .doc(
+                "jobs",
+                "One job with its result (text, pages, confidence, candidates)",
+            )
+            .ok("MediaJob"),
+    ]
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessMedia {
+    /// `extract_text` or `ocr`.
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobResult {
+    pub text: String,
+    pub pages: i64,
+    /// OCR's confidence, 0–1 (absent for a text layer).
+    pub confidence: Option<f64>,
+    pub candidates: Vec<Candidate>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MediaJob {
+    pub id: String,
+    pub media_id: String,
+    pub kind: String,
+    /// `pending`, `processing`, `completed` or `failed`.
+    pub status: String,
+    pub progress: i64,
+    pub attempts: i64,
+    pub result: Option<JobResult>,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct JobRow {
+    id: String,
+    media_id: String,
+    kind: String,
+    status: String,
+    progress: i64,
+    attempts: i64,
+    result: Option<String>,
+    error: Option<String>,
+    created_at: String,
+    started_at: Option<String>,
+    completed_at: Option<String>,
+}
+
+impl From<JobRow> for MediaJob {
+    fn from(r: JobRow) -> Self {
+        MediaJob {
+            id: r.id,
+            media_id: r.media_id,
+            kind: r.kind,
+            status: r.status,
+            progress: r.progress,
+            attempts: r.attempts,
+            result: r.result.and_then(|t| serde_json::from_str(&t).ok()),
+            error: r.error,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            completed_at: r.completed_at,
+        }
+    }
+}
+
+const COLUMNS: &str =
+    "jobs.id, jobs.media_id, jobs.kind, jobs.status, jobs.progress, jobs.attempts, \
+     jobs.result, jobs.error, jobs.created_at, jobs.started_at, jobs.completed_at";
+
+pub async fn find(db: &Db, tenant_id: &str, id: &str) -> Result<MediaJob> {
+    let row: JobRow = db
+        .one(
+            &format!("SELECT {COLUMNS} FROM jobs WHERE jobs.id = ?1 AND jobs.tenant_id = ?2"),
+            &args![id, tenant_id],
+        )
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(row.into())
+}
+
+async fn process(cx: Ctx) -> Result<Reply> {
+    let body: ProcessMedia = cx.json()?;
+    if !KINDS.contains(&body.kind.as_str()) {
+        return Err(AppError::field("kind", "must be extract_text or ocr"));
+    }
+    let db = cx.db()?;
+    let tenant_id = cx.tenant_id()?;
+    let (media, _) = super::object_key(&db, tenant_id, cx.param("id")).await?;
+    let fits = match body.kind.as_str() {
+        "ocr" => media.content_type.starts_with("image/"),
+        _ => !media.content_type.starts_with("image/"),
+    };
+    if !fits {
+        return Err(AppError::Conflict(format!(
+            "{} cannot read {} files; use {}.",
+            body.kind,
+            media.content_type,
+            if body.kind == "ocr" {
+                "extract_text"
+            } else {
+                "ocr"
+            }
+        )));
+    }
+    if body.kind == "ocr" && cx.config.ocr_api_url.is_none() {
+        return Err(AppError::Conflict(
+            "No OCR service is configured (OCR_API_URL).".into(),
+        ));
+    }
+    let id = ids::new_id("job");
+    let now = cx.now();
+    db.batch(vec![
+        db.stmt(
+            "INSERT INTO jobs (id, tenant_id, media_id, kind, status, created_by, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?6)",
+            &args![
+                id.as_str(),
+                tenant_id,
+                media.id.as_str(),
+                body.kind.as_str(),
+                cx.principal()?.user_id.clone(),
+                now
+            ],
+        )?,
+        audit::entry(&cx, "job.created")
+            .target("job", id.as_str())
+            .meta(json!({"media_id": media.id, "kind": body.kind}))
+            .stmt(&db)?,
+    ])
+    .await?;
+    queues::enqueue(&cx.env, &Job::Media { job_id: id.clone() }, 0).await?;
+    Reply::accepted(
+        &find(&db, tenant_id, &id).await?,
+        format!("/api/v1/jobs/{id}"),
+    )
+}
+
+async fn list(cx: Ctx) -> Result<Reply> {
+    let page = cx.page()?;
+    let mut f = Filter::new(
+        &format!("SELECT {COLUMNS} FROM jobs WHERE jobs.tenant_id = ?1"),
+        args![cx.tenant_id()?],
+    );
+    f.and_opt(
+        "jobs.status = ?",
+        cx.query_enum("status", &STATUSES)?.map(Arg::from),
+    )
+    .and_opt(
+        "jobs.kind = ?",
+        cx.query_enum("kind", &KINDS)?.map(Arg::from),
+    )
+    .and_opt(
+        "jobs.media_id = ?",
+        cx.query_nonempty("media_id").map(Arg::from),
+    );
+    f.page(&page, "jobs");
+    let rows: Vec<JobRow> = cx.db()?.all(&f.sql, &f.args).await?;
+    let rows: Vec<MediaJob> = rows.into_iter().map(Into::into).collect();
+    let (rows, next) = page.finish(rows, |j| (j.created_at.clone(), j.id.clone()));
+    Reply::list(&rows, next.as_deref())
+}
+
+async fn get(cx: Ctx) -> Result<Reply> {
+    Reply::ok(&find(&cx.db()?, cx.tenant_id()?, cx.param("id")).await?)
+}
+
+/// Why a run failed, and whether another attempt could help.
+enum Failure {
+    Permanent(String),
+    Transient(String),
+}
+
+async fn extract(
+    env: &Env,
+    cfg: &Config,
+    kind: &str,
+    content_type: &str,
+    key: &str,
+) -> std::result::Result<JobResult, Failure> {
+    let data = super::read_all(env, key)
+        .await
+        .map_err(|e| Failure::Transient(format!("reading the file: {e}")))?;
+    let (text, pages, confidence) = match (kind, content_type) {
+        ("extract_text", "application/pdf") => {
+            let pages = pdf_extract::extract_text_from_mem_by_pages(&data).map_err(|e| {
+                Failure::Permanent(format!("the PDF has no readable text layer: {e}"))
+            })?;
+            (pages.join("\n"), pages.len() as i64, None)
+        }
+        ("extract_text", t) if t.starts_with("text/") => (
+            String::from_utf8(data)
+                .map_err(|_| Failure::Permanent("the file is not UTF-8 text".into()))?,
+            1,
+            None,
+        ),
+        ("ocr", t) if t.starts_with("image/") => {
+            let url = cfg
+                .ocr_api_url
+                .clone()
+                .ok_or_else(|| Failure::Permanent("no OCR service is configured".into()))?;
+            let headers = Headers::new();
+            let _ = headers.set("Content-Type", t);
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post)
+                .with_headers(headers)
+                .with_body(Some(js_sys::Uint8Array::from(data.as_slice()).into()));
+            let request = Request::new_with_init(&url, &init)
+                .map_err(|e| Failure::Permanent(format!("OCR_API_URL: {e}")))?;
+            let (status, body) = fetch_text(request, Duration::from_secs(60))
+                .await
+                .map_err(|e| Failure::Transient(format!("the OCR service: {e}")))?;
+            if !(200..300).contains(&status) {
+                let snippet: String = body.chars().take(200).collect();
+                return Err(Failure::Transient(format!(
+                    "the OCR service answered {status}: {snippet}"
+                )));
+            }
+            let v: Value = serde_json::from_str(&body)
+                .map_err(|_| Failure::Transient("the OCR service did not answer JSON".into()))?;
+            (
+                v["text"].as_str().unwrap_or_default().to_string(),
+                v["pages"].as_i64().unwrap_or(1),
+                v["confidence"].as_f64().map(|c| c.clamp(0.0, 1.0)),
+            )
+        }
+        (k, t) => return Err(Failure::Permanent(format!("{k} cannot read {t} files"))),
+    };
+    let candidates = candidates::detect(&text, "EUR");
+    Ok(JobResult {
+        text,
+        pages,
+        confidence,
+        candidates,
+    })
+}
+
+/// The queue consumer's work for one job.
+pub async fn run(env: &Env, cfg: &Config, job_id: &str) -> Result<Outcome> {
+    #[derive(Deserialize)]
+    struct Row {
+        kind: String,
+        status: String,
+        attempts: i64,
+        content_type: String,
+        r2_key: String,
+    }
+    let db = Db::from_env(env)?;
+    let Some(job) = db
+        .one::<Row>(
+            "SELECT jobs.kind, jobs.status, jobs.attempts, media.content_type, media.r2_key \
+             FROM jobs JOIN media ON media.id = jobs.media_id WHERE jobs.id = ?1",
+            &args![job_id],
+        )
+        .await?
+    else {
+        return Ok(Outcome::Ack);
+    };
+    if matches!(job.status.as_str(), "completed" | "failed") {
+        return Ok(Outcome::Ack);
+    }
+    let now_ms = clock::now_ms();
+    let now = clock::rfc3339(now_ms);
+    let claimed = db
+        .run(
+            "UPDATE jobs SET status = 'processing', progress = 10, started_at = COALESCE(started_at, ?2), \
+             lease_until = ?3, updated_at = ?2 WHERE id = ?1 AND status IN ('pending', 'processing') \
+             AND (lease_until IS NULL OR lease_until < ?4)",
+            &args![job_id, now.as_str(), now_ms + 180_000, now_ms],
+        )
+        .await?;
+    if claimed == 0 {
+        return Ok(Outcome::Ack);
+    }
+    let attempt = job.attempts + 1;
+    let outcome = extract(env, cfg, &job.kind, &job.content_type, &job.r2_key).await;
+    let done = clock::rfc3339(clock::now_ms());
+    match outcome {
+        Ok(result) => {
+            db.run(
+                "UPDATE jobs SET status = 'completed', progress = 100, attempts = ?2, result = ?3, \
+                 error = NULL, lease_until = NULL, completed_at = ?4, updated_at = ?4 WHERE id = ?1",
+                &args![job_id, attempt, serde_json::to_string(&result)?, done],
+            )
+            .await?;
+            Ok(Outcome::Ack)
+        }
+        Err(Failure::Transient(error)) if attempt < MAX_ATTEMPTS => {
+            db.run(
+                "UPDATE jobs SET attempts = ?2, error = ?3, lease_until = NULL, updated_at = ?4 WHERE id = ?1",
+                &args![job_id, attempt, error, done],
+            )
+            .await?;
+            Ok(Outcome::Retry(backoff_secs(attempt)))
+        }
+        Err(Failure::Transient(error) | Failure::Permanent(error)) => {
+            db.run(
+                "UPDATE jobs SET status = 'failed', attempts = ?2, error = ?3, lease_until = NULL, \
+                 completed_at = ?4, updated_at = ?4 WHERE id = ?1",
+                &args![job_id, attempt, error.as_str(), done],
+            )
+            .await?;
+            queues::dead_letter(
+                env,
+                &DeadLetter {
+                    job: Job::Media {
+                        job_id: job_id.to_string(),
+                    },
+                    error,
+                    attempts: attempt,
+                },
+            )
+            .await?;
+            Ok(Outcome::Ack)
+        }
+    }
+}
+
+/// Used by the DLQ consumer: a job the runtime gave up on is failed, not left running.
+pub async fn mark_failed(env: &Env, job_id: &str, error: &str) -> Result<()> {
+    Db::from_env(env)?
+        .run(
+            "UPDATE jobs SET status = 'failed', error = COALESCE(error, ?2) WHERE id = ?1 \
+             AND status IN ('pending', 'processing')",
+            &args![job_id, error],
+        )
+        .await?;
+    Ok(())
+}

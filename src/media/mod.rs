@@ -1,0 +1,602 @@
+//! Module D: media files in R2 (metadata in D1), checked against their bytes, downloadable
+//! with `Range`, shareable through expiring HMAC-signed links; text extraction and OCR jobs
+//! (`jobs`) that propose product candidates (`candidates`).
+
+pub mod bytes;
+pub mod candidates;
+pub mod jobs;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+use worker::{Env, HttpMetadata, Range};
+
+use crate::args;
+use crate::audit;
+use crate::handler;
+use crate::http::context::Ctx;
+use crate::http::error::{AppError, Result};
+use crate::http::pagination::PAGING;
+use crate::http::reply::Reply;
+use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
+use crate::platform::crypto::{constant_time_eq, hmac_sha256, sha256_hex};
+use crate::platform::db::{Arg, Db, Filter};
+use crate::platform::{bindings, clock, ids};
+
+const KINDS: [&str; 3] = ["image", "document", "text"];
+
+const LIST_QUERY: [QueryDoc; 5] = [
+    PAGING[0],
+    PAGING[1],
+    q_enum("type", &KINDS, "image/*, application/pdf, or text/*."),
+    q("from", "string", "Uploaded at or after (RFC 3339)."),
+    q("to", "string", "Uploaded before (RFC 3339)."),
+];
+
+const UPLOAD_QUERY: [QueryDoc; 1] = [q(
+    "filename",
+    "string",
+    "The file's name, for raw (non-multipart) uploads.",
+)];
+
+pub fn routes() -> Vec<Route> {
+    let mut routes = vec![
+        Route::post("/api/v1/media", Access::User, handler!(upload))
+            .doc(
+                "media",
+                "Upload a file (multipart `file` + optional `attributes`, or the raw body with its Content-Type)",
+            )
+            .created("Media")
+            .query(&UPLOAD_QUERY)
+            .upload(),
+        Route::get("/api/v1/media", Access::User, handler!(list))
+            .doc("media", "The tenant's files, newest first")
+            .list("Media")
+            .query(&LIST_QUERY),
+        Route::get("/api/v1/media/:id", Access::User, handler!(get))
+            .doc("media", "One file's metadata")
+            .ok("Media"),
+        Route::get("/api/v1/media/:id/download", Access::User, handler!(download))
+            .doc(
+                "media",
+                "The file's bytes (supports a single `Range`: 206 / 416)",
+            )
+            .raw(200, "application/octet-stream"),
+        Route::delete("/api/v1/media/:id", Access::User, handler!(remove))
+            .doc("media", "Delete a file and its stored object")
+            .no_content(),
+        Route::post("/api/v1/media/:id/links", Access::User, handler!(create_link))
+            .doc(
+                "media",
+                "An expiring link that downloads the file without logging in",
+            )
+            .body("CreateLink")
+            .created("MediaLink"),
+        Route::delete(
+            "/api/v1/media/:id/links/:link_id",
+            Access::User,
+            handler!(revoke_link),
+        )
+        .doc("media", "Revoke a link before it expires")
+        .no_content(),
+        Route::get("/api/v1/links/:token", Access::Public, handler!(follow_link))
+            .doc(
+                "media",
+                "A shared link: the file while the link is valid, 403 when expired, revoked or tampered",
+            )
+            .raw(200, "application/octet-stream"),
+    ];
+    routes.extend(jobs::routes());
+    routes
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Media {
+    pub id: String,
+    pub filename: String,
+    /// Sniffed from the bytes: image/png|jpeg|gif|webp, application/pdf, text/plain|csv.
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    #[schema(value_type = Object)]
+    pub attributes: Value,
+    pub created_at: String,
+}
+
+#[derive(Deserialize)]
+struct MediaRow {
+    id: String,
+    filename: String,
+    content_type: String,
+    size: i64,
+    sha256: String,
+    attributes: String,
+    created_at: String,
+    r2_key: String,
+}
+
+impl MediaRow {
+    fn view(&self) -> Media {
+        Media {
+            id: self.id.clone(),
+            filename: self.filename.clone(),
+            content_type: self.content_type.clone(),
+            size: self.size,
+            sha256: self.sha256.clone(),
+            attributes: serde_json::from_str(&self.attributes).unwrap_or(json!({})),
+            created_at: self.created_at.clone(),
+        }
+    }
+}
+
+const COLUMNS: &str = "media.id, media.filename, media.content_type, media.size, media.sha256, \
+     media.attributes, media.created_at, media.r2_key";
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLink {
+    /// Seconds until the link stops working (60–604800).
+    pub expires_in: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MediaLink {
+    pub id: String,
+    pub media_id: String,
+    pub url: String,
+    pub expires_at: String,
+}
+
+async fn find(db: &Db, tenant_id: &str, id: &str) -> Result<MediaRow> {
+    db.one(
+        &format!("SELECT {COLUMNS} FROM media WHERE media.id = ?1 AND media.tenant_id = ?2"),
+        &args![id, tenant_id],
+    )
+    .await?
+    .ok_or(AppError::NotFound)
+}
+
+/// The metadata and R2 key of a tenant's file (for jobs and products).
+pub async fn object_key(db: &Db, tenant_id: &str, id: &str) -> Result<(Media, String)> {
+    let row = find(db, tenant_id, id).await?;
+    Ok((row.view(), row.r2_key))
+}
+
+/// Bytes a tenant may store, by plan.
+pub fn storage_quota(plan: &str) -> u64 {
+    const GB: u64 = 1024 * 1024 * 1024;
+    match plan {
+        "starter" => 10 * GB,
+        "pro" => 50 * GB,
+        "premium_custom" | "platform" => 200 * GB,
+        _ => GB,
+    }
+}
+
+fn clean_filename(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = base
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"')
+        .take(200)
+        .collect();
+    if cleaned.trim().is_empty() {
+        "upload".into()
+    } else {
+        cleaned.trim().to_string()
+    }
+}
+
+async fn upload(cx: Ctx) -> Result<Reply> {
+    let content_type = cx.header("Content-Type").unwrap_or_default();
+    let (data, declared, filename, attributes): (&[u8], String, String, Value) =
+        if bytes::essence(&content_type) == "multipart/form-data" {
+            let parts = bytes::multipart(&content_type, &cx.body).map_err(AppError::BadRequest)?;
+            let file = parts
+                .iter()
+                .find(|p| p.name == "file")
+                .ok_or_else(|| AppError::field("file", "is required"))?;
+            let attributes = match parts.iter().find(|p| p.name == "attributes") {
+                None => json!({}),
+                Some(p) => match serde_json::from_slice::<Value>(p.data) {
+                    Ok(v @ Value::Object(_)) if p.data.len() <= 16 * 1024 => v,
+                    _ => {
+                        return Err(AppError::field(
+                            "attributes",
+                            "must be a JSON object of at most 16 KB",
+                        ))
+                    }
+                },
+            };
+            (
+                file.data,
+                file.content_type.clone().unwrap_or_default(),
+                file.filename.clone().unwrap_or_else(|| "upload".into()),
+                attributes,
+            )
+        } else {
+            (
+                &cx.body,
+                content_type.clone(),
+                cx.query_nonempty("filename")
+                    .unwrap_or("upload")
+                    .to_string(),
+                json!({}),
+            )
+        };
+    if data.is_empty() {
+        return Err(AppError::field("file", "is empty"));
+    }
+    let size = data.len() as u64;
+    if size > cx.config.media_max_bytes {
+        return Err(AppError::PayloadTooLarge(cx.config.media_max_bytes));
+    }
+    let sniffed = bytes::sniff(data, &declared).ok_or_else(|| {
+        AppError::UnsupportedMediaType(format!(
+            "Only {} files are accepted.",
+            bytes::ALLOWED.join(", ")
+        ))
+    })?;
+    if !bytes::declared_matches(&declared, sniffed) {
+        return Err(AppError::UnsupportedMediaType(format!(
+            "The file says it is {} but its bytes are {sniffed}.",
+            bytes::essence(&declared)
+        )));
+    }
+    let tenant_id = cx.tenant_id()?.to_string();
+    let db = cx.db()?;
+    used_storage_allows(&cx, &db, &tenant_id, size).await?;
+    let id = ids::new_id("med");
+    let key = format!("tenants/{tenant_id}/media/{id}");
+    let sha = sha256_hex(data);
+    cx.env
+        .bucket(bindings::MEDIA)?
+        .put(&key, data.to_vec())
+        .http_metadata(HttpMetadata {
+            content_type: Some(sniffed.to_string()),
+            ..Default::default()
+        })
+        .execute()
+        .await?;
+    let filename = clean_filename(&filename);
+    let inserted = db
+        .batch(vec![
+            db.stmt(
+                "INSERT INTO media (id, tenant_id, filename, content_type, size, sha256, r2_key, \
+                 attributes, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                &args![
+                    id.as_str(),
+                    tenant_id.as_str(),
+                    filename.as_str(),
+                    sniffed,
+                    size as i64,
+                    sha.as_str(),
+                    key.as_str(),
+                    attributes.to_string(),
+                    cx.principal()?.user_id.clone(),
+                    cx.now()
+                ],
+            )?,
+            audit::entry(&cx, "media.uploaded")
+                .target("media", id.as_str())
+                .meta(json!({"filename": filename, "size": size, "content_type": sniffed}))
+                .stmt(&db)?,
+        ])
+        .await;
+    if let Err(e) = inserted {
+        // Do not leave an object nobody can see.
+        let _ = cx.env.bucket(bindings::MEDIA)?.delete(&key).await;
+        return Err(e);
+    }
+    let row = find(&db, &tenant_id, &id).await?;
+    Reply::created(&row.view(), Some(format!("/api/v1/media/{id}")))
+}
+
+async fn used_storage_allows(cx: &Ctx, db: &Db, tenant_id: &str, adding: u64) -> Result<()> {
+    #[derive(Deserialize)]
+    struct Used {
+        used: i64,
+    }
+    let used = db
+        .one::<Used>(
+            "SELECT COALESCE(SUM(size), 0) AS used FROM media WHERE tenant_id = ?1",
+            &args![tenant_id],
+        )
+        .await?
+        .map_or(0, |u| u.used.max(0) as u64);
+    let quota = cx.config.storage_quota_override.unwrap_or_else(|| {
+        storage_quota(&cx.principal().map(|p| p.plan.clone()).unwrap_or_default())
+    });
+    if used + adding > quota {
+        return Err(AppError::QuotaExceeded(format!(
+            "The plan's storage ({quota} bytes) would be exceeded: {used} bytes are in use."
+        )));
+    }
+    Ok(())
+}
+
+async fn list(cx: Ctx) -> Result<Reply> {
+    let page = cx.page()?;
+    let mut f = Filter::new(
+        &format!("SELECT {COLUMNS} FROM media WHERE media.tenant_id = ?1"),
+        args![cx.tenant_id()?],
+    );
+    match cx.query_enum("type", &KINDS)?.as_deref() {
+        Some("image") => {
+            f.and("media.content_type LIKE 'image/%'", args![]);
+        }
+        Some("document") => {
+            f.and("media.content_type = 'application/pdf'", args![]);
+        }
+        Some(_) => {
+            f.and("media.content_type LIKE 'text/%'", args![]);
+        }
+        None => {}
+    }
+    f.and_opt(
+        "media.created_at >= ?",
+        cx.query_time("from")?.map(Arg::from),
+    )
+    .and_opt("media.created_at < ?", cx.query_time("to")?.map(Arg::from));
+    f.page(&page, "media");
+    let rows: Vec<MediaRow> = cx.db()?.all(&f.sql, &f.args).await?;
+    let rows: Vec<Media> = rows.iter().map(MediaRow::view).collect();
+    let (rows, next) = page.finish(rows, |m| (m.created_at.clone(), m.id.clone()));
+    Reply::list(&rows, next.as_deref())
+}
+
+async fn get(cx: Ctx) -> Result<Reply> {
+    Reply::ok(
+        &find(&cx.db()?, cx.tenant_id()?, cx.param("id"))
+            .await?
+            .view(),
+    )
+}
+
+/// Streams a stored file, honouring a single `Range`.
+async fn serve_object(env: &Env, row: &MediaRow, range_header: Option<&str>) -> Result<Reply> {
+    let size = row.size.max(0) as u64;
+    let range =
+        bytes::range(range_header, size).map_err(|_| AppError::RangeNotSatisfiable(size))?;
+    let bucket = env.bucket(bindings::MEDIA)?;
+    let mut get = bucket.get(&row.r2_key);
+    if let Some((offset, length)) = range {
+        get = get.range(Range::OffsetWithLength { offset, length });
+    }
+    let object = get.execute().await?.ok_or(AppError::NotFound)?;
+    let body = object.body().ok_or(AppError::NotFound)?.response_body()?;
+    let (status, length) = match range {
+        Some((_, length)) => (206, length),
+        None => (200, size),
+    };
+    let mut reply = Reply::stream(status, body)
+        .with_header("Content-Type", row.content_type.clone())
+        .with_header("Content-Length", length.to_string())
+        .with_header("ETag", format!("\"{}\"", row.sha256))
+        .with_header("Accept-Ranges", "bytes")
+        .with_header(
+            "Content-Disposition",
+            format!(
+                "inline; filename=\"{}\"",
+                row.filename.replace(['"', '\\'], "_")
+            ),
+        );
+    if let Some((offset, length)) = range {
+        reply = reply.with_header(
+            "Content-Range",
+            format!("bytes {offset}-{}/{size}", offset + length - 1),
+        );
+    }
+    Ok(reply)
+}
+
+async fn download(cx: Ctx) -> Result<Reply> {
+    let row = find(&cx.db()?, cx.tenant_id()?, cx.param("id")).await?;
+    serve_object(&cx.env, &row, cx.header("Range").as_deref()).await
+}
+
+async fn remove(cx: Ctx) -> Result<Reply> {
+    let db = cx.db()?;
+    let tenant_id = cx.tenant_id()?;
+    let row = find(&db, tenant_id, cx.param("id")).await?;
+    let used = db
+        .one::<Value>(
+            "SELECT id FROM products WHERE tenant_id = ?1 AND media_ids LIKE ?2 LIMIT 1",
+            &args![tenant_id, format!("%\"{}\"%", row.id)],
+        )
+        .await?;
+    if used.is_some() {
+        return Err(AppError::Conflict(
+            "A product shows this file; remove it from the product first.".into(),
+        ));
+    }
+    db.batch(vec![
+        db.stmt(
+            "DELETE FROM media_links WHERE media_id = ?1",
+            &args![row.id.as_str()],
+        )?,
+        db.stmt(
+            "DELETE FROM jobs WHERE media_id = ?1",
+            &args![row.id.as_str()],
+        )?,
+        db.stmt(
+            "DELETE FROM media WHERE id = ?1 AND tenant_id = ?2",
+            &args![row.id.as_str(), tenant_id],
+        )?,
+        audit::entry(&cx, "media.deleted")
+            .target("media", row.id.as_str())
+            .stmt(&db)?,
+    ])
+    .await?;
+    cx.env.bucket(bindings::MEDIA)?.delete(&row.r2_key).await?;
+    Ok(Reply::no_content())
+}
+
+/// The link-signing key, separate from every other use of `ENCRYPTION_KEY`.
+fn link_key(encryption_key: &[u8; 32]) -> [u8; 32] {
+    hmac_sha256(encryption_key, b"tenantry media links v1")
+}
+
+/// `<link id>.<expiry unix secs>.<hex HMAC(link id, media id, expiry)>`.
+pub fn link_token(key: &[u8; 32], link_id: &str, media_id: &str, expires: i64) -> String {
+    let mac = hmac_sha256(key, format!("{link_id}|{media_id}|{expires}").as_bytes());
+    format!("{link_id}.{expires}.{}", hex::encode(mac))
+}
+
+/// Splits a token into `(link id, expiry)` when its shape is right (the MAC is checked later,
+/// against the media id stored with the link).
+pub fn parse_token(token: &str) -> Option<(&str, i64, &str)> {
+    let mut parts = token.splitn(3, '.');
+    let (id, exp, mac) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((id, exp.parse().ok()?, mac))
+}
+
+async fn create_link(cx: Ctx) -> Result<Reply> {
+    let body: CreateLink = cx.json()?;
+    if !(60..=604_800).contains(&body.expires_in) {
+        return Err(AppError::field(
+            "expires_in",
+            "must be between 60 and 604800 seconds",
+        ));
+    }
+    let db = cx.db()?;
+    let tenant_id = cx.tenant_id()?;
+    let row = find(&db, tenant_id, cx.param("id")).await?;
+    let id = ids::new_id("lnk");
+    let expires = cx.now_ms / 1000 + body.expires_in;
+    let expires_at = clock::rfc3339(expires * 1000);
+    db.batch(vec![
+        db.stmt(
+            "INSERT INTO media_links (id, tenant_id, media_id, expires_at, created_by, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            &args![
+                id.as_str(),
+                tenant_id,
+                row.id.as_str(),
+                expires_at.as_str(),
+                cx.principal()?.user_id.clone(),
+                cx.now()
+            ],
+        )?,
+        audit::entry(&cx, "media.link_created")
+            .target("media", row.id.as_str())
+            .meta(json!({"link_id": id, "expires_at": expires_at}))
+            .stmt(&db)?,
+    ])
+    .await?;
+    let token = link_token(&link_key(&cx.config.encryption_key), &id, &row.id, expires);
+    let link = MediaLink {
+        url: format!("{}/api/v1/links/{token}", cx.origin),
+        id,
+        media_id: row.id,
+        expires_at,
+    };
+    Reply::created(&link, None)
+}
+
+async fn revoke_link(cx: Ctx) -> Result<Reply> {
+    let db = cx.db()?;
+    let tenant_id = cx.tenant_id()?;
+    let row = find(&db, tenant_id, cx.param("id")).await?;
+    let changed = db
+        .run(
+            "UPDATE media_links SET revoked_at = ?4 WHERE id = ?1 AND media_id = ?2 AND tenant_id = ?3 \
+             AND revoked_at IS NULL",
+            &args![cx.param("link_id"), row.id.as_str(), tenant_id, cx.now()],
+        )
+        .await?;
+    if changed == 0 {
+        return Err(AppError::NotFound);
+    }
+    Ok(Reply::no_content())
+}
+
+async fn follow_link(cx: Ctx) -> Result<Reply> {
+    #[derive(Deserialize)]
+    struct Link {
+        tenant_id: String,
+        media_id: String,
+        revoked_at: Option<String>,
+    }
+    let denied = || {
+        AppError::Forbidden(
+            "link_invalid",
+            "This link is invalid, expired or revoked.".into(),
+        )
+    };
+    let (link_id, expires, mac) = parse_token(cx.param("token")).ok_or_else(denied)?;
+    let db = cx.db()?;
+    let link: Link = db
+        .one(
+            "SELECT tenant_id, media_id, revoked_at FROM media_links WHERE id = ?1",
+            &args![link_id],
+        )
+        .await?
+        .ok_or_else(denied)?;
+    let expected = link_token(
+        &link_key(&cx.config.encryption_key),
+        link_id,
+        &link.media_id,
+        expires,
+    );
+    let given = format!("{link_id}.{expires}.{mac}");
+    if !constant_time_eq(expected.as_bytes(), given.as_bytes())
+        || expires * 1000 <= cx.now_ms
+        || link.revoked_at.is_some()
+    {
+        return Err(denied());
+    }
+    let row = find(&db, &link.tenant_id, &link.media_id)
+        .await
+        .map_err(|_| denied())?;
+    serve_object(&cx.env, &row, cx.header("Range").as_deref()).await
+}
+
+/// Reads a stored file completely (jobs read the documents they process).
+pub async fn read_all(env: &Env, key: &str) -> Result<Vec<u8>> {
+    let object = env
+        .bucket(bindings::MEDIA)?
+        .get(key)
+        .execute()
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(object.body().ok_or(AppError::NotFound)?.bytes().await?)
+}
+
+/// A JSON object's keys, for checks that must not pass arrays or scalars as attributes.
+pub fn object_or_empty(v: Option<Value>) -> std::result::Result<Map<String, Value>, String> {
+    match v {
+        None => Ok(Map::new()),
+        Some(Value::Object(m)) => Ok(m),
+        Some(_) => Err("must be a JSON object".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_tokens_bind_link_media_and_expiry() {
+        let key = link_key(&[7u8; 32]);
+        let t = link_token(&key, "lnk_1", "med_1", 1_800_000_000);
+        let (id, exp, _) = parse_token(&t).unwrap();
+        assert_eq!((id, exp), ("lnk_1", 1_800_000_000));
+        assert_ne!(t, link_token(&key, "lnk_1", "med_2", 1_800_000_000));
+        assert_ne!(t, link_token(&key, "lnk_1", "med_1", 1_800_000_001));
+        assert_ne!(
+            t,
+            link_token(&link_key(&[8u8; 32]), "lnk_1", "med_1", 1_800_000_000)
+        );
+        assert!(parse_token("nope").is_none());
+        assert!(parse_token("a.notanumber.c").is_none());
+    }
+
+    #[test]
+    fn filenames_lose_paths_and_quotes() {
+        assert_eq!(clean_filename("../../etc/passwd"), "passwd");
+        assert_eq!(clean_filename("C:\\x\\list \"2026\".pdf"), "list 2026.pdf");
+        assert_eq!(clean_filename("  "), "upload");
+        assert_eq!(storage_quota("free"), 1024 * 1024 * 1024);
+    }
+}
