@@ -68,12 +68,12 @@ dev: build seed
 	echo "  agency client    owner@northwind.demo / $$DEMO_PASSWORD  (member@northwind.demo too)"; \
 	echo "  inbox tenant     owner@blueharbor.demo / $$DEMO_PASSWORD  (agent@blueharbor.demo too)"; \
 	echo "  shop tenant      owner@aldershop.demo / $$DEMO_PASSWORD"; \
-	echo "Mock upstream (demo workflows' provider, WhatsApp Graph API): http://127.0.0.1:$(MOCK_PORT)"; \
+	echo "Mock upstream (demo workflows' provider, WhatsApp Graph API, OCR): http://127.0.0.1:$(MOCK_PORT)"; \
 	echo ""
 	@python3 scripts/mock_upstream.py --port $(MOCK_PORT) > $(STATE)/mock-upstream.log 2>&1 & \
 	MOCK=$$!; trap 'kill $$MOCK 2>/dev/null' EXIT INT TERM; \
 	$(WRANGLER) dev --port $(PORT) --persist-to $(STATE) --test-scheduled \
-	  --var GRAPH_API_BASE:http://127.0.0.1:$(MOCK_PORT)
+	  --var GRAPH_API_BASE:http://127.0.0.1:$(MOCK_PORT) --var OCR_API_URL:http://127.0.0.1:$(MOCK_PORT)/ocr
 
 ## test: unit tests natively, then the integration suite against a worker it starts itself
 ## (fresh --persist-to state in a temp dir, migrated and seeded by the harness).

@@ -14,6 +14,9 @@ Test behaviours (KEY is any string; calls are recorded under it):
   ANY  /hook/KEY               -> 200, a callback receiver
   GET  /_calls/KEY             -> {"calls": [{"method", "path", "headers", "body", "at"}]}
 
+OCR service (OCR_API_URL points at /ocr; calls recorded under "ocr"):
+  POST /ocr  <image bytes>  -> {"text", "confidence", "pages"}; bytes containing FAIL-OCR -> 500
+
 WhatsApp Graph API (GRAPH_API_BASE points here; calls recorded under "graph-PHONE_NUMBER_ID"):
   POST /VERSION/PHONE_NUMBER_ID/messages -> {"messaging_product", "contacts", "messages": [{"id": "wamid..."}]}
        phone number ids starting with "reject" answer 400 with a Meta error (131030),
@@ -91,6 +94,12 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(500, {"error": "upstream failure"})
             return self.reply(200, {"received": True})
 
+        if self.command == "POST" and parts == ["ocr"]:
+            record("ocr", {**entry, "body": f"<{len(raw)} bytes>"})
+            if b"FAIL-OCR" in raw:
+                return self.reply(500, {"error": "the OCR engine crashed"})
+            return self.reply(200, {"text": f"Label scan ({len(raw)} bytes)\nBlue mug 8.90 EUR\nRed mug 9,50 EUR",
+                                    "confidence": 0.91, "pages": 1})
         if self.command == "POST" and len(parts) == 3 and parts[2] == "messages" and parts[0].startswith("v"):
             phone = parts[1]
             n = record(f"graph-{phone}", entry)

@@ -388,3 +388,29 @@ pub async fn mark_failed(env: &Env, job_id: &str, error: &str) -> Result<()> {
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fixture_price_list_pdf_yields_its_text_and_candidates() {
+        let pdf = include_bytes!("../../tests/fixtures/price-list.pdf");
+        let pages = pdf_extract::extract_text_from_mem_by_pages(pdf).unwrap();
+        assert_eq!(pages.len(), 1);
+        let text = pages.join("\n");
+        assert!(text.contains("Ceramic mug blue"), "{text}");
+        let found = candidates::detect(&text, "EUR");
+        let got: Vec<(&str, i64)> = found.iter().map(|c| (c.name.as_str(), c.price)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("Ceramic mug blue", 1250),
+                ("Stoneware teapot 1.2 l", 3490),
+                ("Cork coasters (set of 4)", 800)
+            ],
+            "{text}"
+        );
+        assert_eq!(found[2].sku.as_deref(), Some("CRK-004"));
+    }
+}

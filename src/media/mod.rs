@@ -135,7 +135,7 @@ const COLUMNS: &str = "media.id, media.filename, media.content_type, media.size,
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLink {
-    /// Seconds until the link stops working (60–604800).
+    /// Seconds until the link stops working (1–604800).
     pub expires_in: i64,
 }
 
@@ -453,10 +453,10 @@ pub fn parse_token(token: &str) -> Option<(&str, i64, &str)> {
 
 async fn create_link(cx: Ctx) -> Result<Reply> {
     let body: CreateLink = cx.json()?;
-    if !(60..=604_800).contains(&body.expires_in) {
+    if !(1..=604_800).contains(&body.expires_in) {
         return Err(AppError::field(
             "expires_in",
-            "must be between 60 and 604800 seconds",
+            "must be between 1 and 604800 seconds",
         ));
     }
     let db = cx.db()?;

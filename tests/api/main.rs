@@ -8,6 +8,7 @@ mod apikeys;
 mod audit;
 mod auth;
 mod conventions;
+mod media;
 mod messaging;
 mod ops;
 mod support;

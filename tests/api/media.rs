@@ -1,0 +1,509 @@
+//! Media through the local R2 and queue: uploads checked by their bytes, Range downloads,
+//! signed links, text extraction and OCR jobs with candidates, and products made from them.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sha2::Digest;
+
+use crate::client::*;
+use crate::harness::server;
+use crate::workflows::mock_calls;
+
+const PDF: &[u8] = include_bytes!("../fixtures/price-list.pdf");
+const CSV: &[u8] = include_bytes!("../fixtures/price-list.csv");
+const PNG: &[u8] = include_bytes!("../fixtures/label.png");
+
+fn multipart(
+    filename: &str,
+    content_type: &str,
+    data: &[u8],
+    attributes: Option<&str>,
+) -> (Vec<u8>, String) {
+    let boundary = format!("tenantry-{}", unique());
+    let mut body = Vec::new();
+    if let Some(a) = attributes {
+        body.extend(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"attributes\"\r\n\r\n{a}\r\n").as_bytes(),
+        );
+    }
+    body.extend(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+             Content-Type: {content_type}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend(data);
+    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (body, format!("multipart/form-data; boundary={boundary}"))
+}
+
+pub async fn upload(s: &Session, filename: &str, content_type: &str, data: &[u8]) -> Resp {
+    let (body, ct) = multipart(filename, content_type, data, None);
+    post("/api/v1/media")
+        .token(&s.access)
+        .raw(&body, &ct)
+        .send()
+        .await
+}
+
+async fn uploaded(s: &Session, filename: &str, content_type: &str, data: &[u8]) -> String {
+    upload(s, filename, content_type, data)
+        .await
+        .expect(201)
+        .data()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn run_job(s: &Session, media_id: &str, kind: &str) -> Value {
+    let r = post(&format!("/api/v1/media/{media_id}/process"))
+        .token(&s.access)
+        .json(json!({ "kind": kind }))
+        .send()
+        .await
+        .expect(202);
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/api/v1/jobs/{id}").as_str())
+    );
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let j = get(&format!("/api/v1/jobs/{id}"))
+            .token(&s.access)
+            .send()
+            .await
+            .expect(200);
+        if matches!(j.data()["status"].as_str(), Some("completed" | "failed")) {
+            return j.data().clone();
+        }
+        assert!(Instant::now() < deadline, "job did not finish: {}", j.text);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_upload_round_trips_with_the_same_sha256_and_serves_ranges() {
+    let owner = register().await;
+    let (body, ct) = multipart(
+        "price-list.pdf",
+        "application/pdf",
+        PDF,
+        Some(r#"{"supplier":"Alder"}"#),
+    );
+    let r = post("/api/v1/media")
+        .token(&owner.access)
+        .raw(&body, &ct)
+        .send()
+        .await
+        .expect(201);
+    let sha = hex::encode(sha2::Sha256::digest(PDF));
+    assert_eq!(r.data()["sha256"], sha.as_str());
+    assert_eq!(r.data()["size"], PDF.len());
+    assert_eq!(r.data()["content_type"], "application/pdf");
+    assert_eq!(r.data()["attributes"], json!({"supplier": "Alder"}));
+    let id = r.data()["id"].as_str().unwrap();
+
+    let d = get(&format!("/api/v1/media/{id}/download"))
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(hex::encode(sha2::Sha256::digest(&d.bytes)), sha);
+    assert_eq!(d.header("content-type"), Some("application/pdf"));
+    assert_eq!(d.header("etag"), Some(format!("\"{sha}\"").as_str()));
+
+    let part = get(&format!("/api/v1/media/{id}/download"))
+        .token(&owner.access)
+        .header("Range", "bytes=0-3")
+        .send()
+        .await
+        .expect(206);
+    assert_eq!(part.bytes, b"%PDF");
+    assert_eq!(
+        part.header("content-range"),
+        Some(format!("bytes 0-3/{}", PDF.len()).as_str())
+    );
+    get(&format!("/api/v1/media/{id}/download"))
+        .token(&owner.access)
+        .header("Range", "bytes=999999-")
+        .send()
+        .await
+        .problem(416, "range_not_satisfiable");
+
+    // A raw body works too.
+    let raw = post("/api/v1/media?filename=list.csv")
+        .token(&owner.access)
+        .raw(CSV, "text/csv")
+        .send()
+        .await
+        .expect(201);
+    assert_eq!(raw.data()["filename"], "list.csv");
+    assert_eq!(raw.data()["content_type"], "text/csv");
+    let docs = get("/api/v1/media?type=document")
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(docs.data().as_array().unwrap().len(), 1);
+    delete(&format!("/api/v1/media/{id}"))
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(204);
+    get(&format!("/api/v1/media/{id}/download"))
+        .token(&owner.access)
+        .send()
+        .await
+        .problem(404, "not_found");
+}
+
+#[tokio::test]
+async fn wrong_bytes_are_415_oversized_files_413_and_the_storage_quota_402() {
+    let owner = register().await;
+    upload(&owner, "cat.png", "image/png", PDF)
+        .await
+        .problem(415, "unsupported_media_type");
+    upload(
+        &owner,
+        "tool.exe",
+        "application/octet-stream",
+        b"MZ\x90\x00\x03\x00\x00\x00",
+    )
+    .await
+    .problem(415, "unsupported_media_type");
+    let big = vec![b'a'; 2 * 1024 * 1024 + 1];
+    post("/api/v1/media?filename=big.txt")
+        .token(&owner.access)
+        .raw(&big, "text/plain")
+        .send()
+        .await
+        .problem(413, "payload_too_large");
+    // The harness allows 3 MiB per tenant.
+    let chunk = vec![b'b'; 1024 * 1024 + 512 * 1024];
+    for _ in 0..2 {
+        post("/api/v1/media?filename=part.txt")
+            .token(&owner.access)
+            .raw(&chunk, "text/plain")
+            .send()
+            .await
+            .expect(201);
+    }
+    post("/api/v1/media?filename=part.txt")
+        .token(&owner.access)
+        .raw(&chunk, "text/plain")
+        .send()
+        .await
+        .problem(402, "quota_exceeded");
+}
+
+#[tokio::test]
+async fn a_signed_link_works_without_login_until_it_expires_or_is_revoked() {
+    let owner = register().await;
+    let id = uploaded(&owner, "label.png", "image/png", PNG).await;
+    let r = post(&format!("/api/v1/media/{id}/links"))
+        .token(&owner.access)
+        .json(json!({"expires_in": 600}))
+        .send()
+        .await
+        .expect(201);
+    let url = r.data()["url"].as_str().unwrap().to_string();
+    let path = url
+        .strip_prefix(&server().base)
+        .expect("an absolute URL on this worker")
+        .to_string();
+    let shared = get(&path).send().await.expect(200);
+    assert_eq!(shared.bytes, PNG);
+    assert_eq!(shared.header("content-type"), Some("image/png"));
+
+    let mut tampered = path.clone();
+    tampered.pop();
+    tampered.push(if path.ends_with('0') { '1' } else { '0' });
+    get(&tampered).send().await.problem(403, "link_invalid");
+    let longer = path.replacen(".", ".9", 1);
+    get(&longer).send().await.problem(403, "link_invalid");
+
+    let link_id = r.data()["id"].as_str().unwrap();
+    delete(&format!("/api/v1/media/{id}/links/{link_id}"))
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(204);
+    get(&path).send().await.problem(403, "link_invalid");
+
+    let short = post(&format!("/api/v1/media/{id}/links"))
+        .token(&owner.access)
+        .json(json!({"expires_in": 1}))
+        .send()
+        .await
+        .expect(201);
+    let short_path = short.data()["url"]
+        .as_str()
+        .unwrap()
+        .replace(&server().base, "");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    get(&short_path).send().await.problem(403, "link_invalid");
+    post(&format!("/api/v1/media/{id}/links"))
+        .token(&owner.access)
+        .json(json!({"expires_in": 0}))
+        .send()
+        .await
+        .problem(422, "validation_failed");
+}
+
+#[tokio::test]
+async fn extract_text_on_a_price_list_pdf_yields_candidates_that_become_products() {
+    let owner = register().await;
+    let id = uploaded(&owner, "price-list.pdf", "application/pdf", PDF).await;
+    let job = run_job(&owner, &id, "extract_text").await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["progress"], 100);
+    assert_eq!(job["result"]["pages"], 1);
+    assert!(job["result"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("Ceramic mug blue"));
+    let candidates = job["result"]["candidates"].as_array().unwrap();
+    let got: Vec<(&str, i64, &str)> = candidates
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap(),
+                c["price"].as_i64().unwrap(),
+                c["currency"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("Ceramic mug blue", 1250, "EUR"),
+            ("Stoneware teapot 1.2 l", 3490, "EUR"),
+            ("Cork coasters (set of 4)", 800, "EUR")
+        ]
+    );
+
+    let job_id = job["id"].as_str().unwrap();
+    let made = post("/api/v1/products/from-candidates")
+        .token(&owner.access)
+        .json(json!({"job_id": job_id, "candidates": [0, 2]}))
+        .send()
+        .await
+        .expect(201);
+    let products = made.data().as_array().unwrap();
+    assert_eq!(products.len(), 2);
+    assert_eq!(products[0]["name"], "Ceramic mug blue");
+    assert_eq!(products[0]["price"], 1250);
+    assert_eq!(products[0]["status"], "draft");
+    assert_eq!(products[0]["media_ids"], json!([id]));
+    assert_eq!(products[1]["sku"], "CRK-004");
+    // Making them again collides on the SKUs: all or nothing.
+    post("/api/v1/products/from-candidates")
+        .token(&owner.access)
+        .json(json!({"job_id": job_id, "candidates": [1, 2]}))
+        .send()
+        .await
+        .problem(409, "conflict");
+    post("/api/v1/products/from-candidates")
+        .token(&owner.access)
+        .json(json!({"job_id": job_id, "candidates": [7]}))
+        .send()
+        .await
+        .problem(422, "validation_failed");
+    let listed = get("/api/v1/products?q=mug")
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(listed.data().as_array().unwrap().len(), 1);
+
+    let csv = post("/api/v1/media?filename=list.csv")
+        .token(&owner.access)
+        .raw(CSV, "text/csv")
+        .send()
+        .await
+        .expect(201);
+    let csv_job = run_job(&owner, csv.data()["id"].as_str().unwrap(), "extract_text").await;
+    let names: Vec<(&str, i64)> = csv_job["result"]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["price"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(names, vec![("Linen napkin", 450), ("Oak board", 1990)]);
+}
+
+#[tokio::test]
+async fn ocr_reads_images_through_the_ocr_service_and_a_failing_service_fails_the_job() {
+    let owner = register().await;
+    let id = uploaded(&owner, "label.png", "image/png", PNG).await;
+    post(&format!("/api/v1/media/{id}/process"))
+        .token(&owner.access)
+        .json(json!({"kind": "extract_text"}))
+        .send()
+        .await
+        .problem(409, "conflict");
+    let before = mock_calls("ocr").await.len();
+    let job = run_job(&owner, &id, "ocr").await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["result"]["confidence"], 0.91);
+    assert!(job["result"]["text"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("({} bytes)", PNG.len())));
+    assert_eq!(job["result"]["candidates"].as_array().unwrap().len(), 2);
+    assert!(mock_calls("ocr").await.len() > before);
+
+    let mut broken = PNG.to_vec();
+    broken.extend(b"FAIL-OCR");
+    let bad = uploaded(&owner, "broken.png", "image/png", &broken).await;
+    let job = run_job(&owner, &bad, "ocr").await;
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["attempts"], 3);
+    assert!(job["error"].as_str().unwrap().contains("500"), "{job}");
+    post(&format!("/api/v1/media/{id}/process"))
+        .token(&owner.access)
+        .json(json!({"kind": "resize"}))
+        .send()
+        .await
+        .problem(422, "validation_failed");
+}
+
+#[tokio::test]
+async fn products_are_validated_and_skus_are_unique_per_tenant() {
+    let owner = register().await;
+    let new = |sku: &str| {
+        json!({"name": "Oak board", "sku": sku, "price": 1990, "currency": "EUR", "quantity": 5,
+                                 "category": "kitchen", "attributes": {"wood": "oak"}, "status": "active"})
+    };
+    let r = post("/api/v1/products")
+        .token(&owner.access)
+        .json(new("OAK-1"))
+        .send()
+        .await
+        .expect(201);
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    post("/api/v1/products")
+        .token(&owner.access)
+        .json(new("OAK-1"))
+        .send()
+        .await
+        .problem(409, "conflict");
+    let other = register().await;
+    post("/api/v1/products")
+        .token(&other.access)
+        .json(new("OAK-1"))
+        .send()
+        .await
+        .expect(201);
+    post("/api/v1/products")
+        .token(&owner.access)
+        .json(json!({"name": "x", "sku": "X 1", "price": -5, "currency": "EURO"}))
+        .send()
+        .await
+        .problem(422, "validation_failed");
+    post("/api/v1/products")
+        .token(&owner.access)
+        .json(json!({"name": "x", "sku": "X1", "price": 1.5, "currency": "EUR"}))
+        .send()
+        .await
+        .problem(422, "validation_failed");
+    let theirs = uploaded(&other, "label.png", "image/png", PNG).await;
+    patch(&format!("/api/v1/products/{id}"))
+        .token(&owner.access)
+        .json(json!({"media_ids": [theirs]}))
+        .send()
+        .await
+        .problem(422, "validation_failed");
+    let mine = uploaded(&owner, "label.png", "image/png", PNG).await;
+    let updated = patch(&format!("/api/v1/products/{id}"))
+        .token(&owner.access)
+        .json(json!({"price": 2490, "category": null, "media_ids": [mine]}))
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(updated.data()["price"], 2490);
+    assert!(updated.data()["category"].is_null());
+    assert_eq!(updated.data()["attributes"], json!({"wood": "oak"}));
+    delete(&format!("/api/v1/media/{mine}"))
+        .token(&owner.access)
+        .send()
+        .await
+        .problem(409, "conflict");
+    let active = get("/api/v1/products?status=active")
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(active.data().as_array().unwrap().len(), 1);
+    delete(&format!("/api/v1/products/{id}"))
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(204);
+    get(&format!("/api/v1/products/{id}"))
+        .token(&owner.access)
+        .send()
+        .await
+        .problem(404, "not_found");
+}
+
+#[tokio::test]
+async fn another_tenants_media_links_jobs_and_products_are_not_found() {
+    let owner = register().await;
+    let id = uploaded(&owner, "price-list.pdf", "application/pdf", PDF).await;
+    let job = run_job(&owner, &id, "extract_text").await;
+    let job_id = job["id"].as_str().unwrap();
+    let product = post("/api/v1/products")
+        .token(&owner.access)
+        .json(json!({"name": "Mine", "sku": "MINE-1", "price": 100, "currency": "EUR"}))
+        .send()
+        .await
+        .expect(201);
+    let pid = product.data()["id"].as_str().unwrap();
+    let other = register().await;
+    for path in [
+        format!("/api/v1/media/{id}"),
+        format!("/api/v1/media/{id}/download"),
+        format!("/api/v1/jobs/{job_id}"),
+        format!("/api/v1/products/{pid}"),
+    ] {
+        get(&path)
+            .token(&other.access)
+            .send()
+            .await
+            .problem(404, "not_found");
+    }
+    post(&format!("/api/v1/media/{id}/links"))
+        .token(&other.access)
+        .json(json!({"expires_in": 60}))
+        .send()
+        .await
+        .problem(404, "not_found");
+    post(&format!("/api/v1/media/{id}/process"))
+        .token(&other.access)
+        .json(json!({"kind": "extract_text"}))
+        .send()
+        .await
+        .problem(404, "not_found");
+    post("/api/v1/products/from-candidates")
+        .token(&other.access)
+        .json(json!({"job_id": job_id, "candidates": [0]}))
+        .send()
+        .await
+        .problem(404, "not_found");
+    delete(&format!("/api/v1/media/{id}"))
+        .token(&other.access)
+        .send()
+        .await
+        .problem(404, "not_found");
+    let listed = get("/api/v1/media")
+        .token(&other.access)
+        .send()
+        .await
+        .expect(200);
+    assert!(listed.data().as_array().unwrap().is_empty());
+}
