@@ -45,6 +45,7 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::http::error::{FieldError, Problem};
     use crate::media::candidates::Candidate;
     use crate::media::jobs::{JobResult, MediaJob, ProcessMedia};
+    use crate::media::uploads::{CreateUpload, Upload};
     use crate::media::{CreateLink, Media, MediaLink};
     use crate::messaging::channel::{Channel, PutChannel, SecretState};
     use crate::messaging::inbox::{
@@ -158,6 +159,8 @@ fn component_schemas() -> Vec<(String, Value)> {
         CreateProduct,
         UpdateProduct,
         FromCandidates,
+        CreateUpload,
+        Upload,
     ]
 }
 

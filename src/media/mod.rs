@@ -5,6 +5,7 @@
 pub mod bytes;
 pub mod candidates;
 pub mod jobs;
+pub mod uploads;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -87,6 +88,7 @@ pub fn routes() -> Vec<Route> {
             .raw(200, "application/octet-stream"),
     ];
     routes.extend(jobs::routes());
+    routes.extend(uploads::routes());
     routes
 }
 

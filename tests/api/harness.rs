@@ -101,8 +101,8 @@ fn start() -> Server {
         "JWT_SECRET=\"{jwt_secret}\"\nENCRYPTION_KEY=\"{}\"\nADMIN_EMAIL=\"{admin_email}\"\n\
          ADMIN_PASSWORD=\"{admin_password}\"\nDEMO_PASSWORD=\"{demo_password}\"\n\
          ALLOWED_ORIGINS=\"https://app.example.com\"\nGRAPH_API_BASE=\"{mock}\"\n\
-         SEND_RATE_PER_SEC=\"2\"\nOCR_API_URL=\"{mock}/ocr\"\nMEDIA_MAX_BYTES=\"2097152\"\n\
-         STORAGE_QUOTA_BYTES=\"3145728\"\n",
+         SEND_RATE_PER_SEC=\"2\"\nOCR_API_URL=\"{mock}/ocr\"\nMEDIA_MAX_BYTES=\"6291456\"\n\
+         STORAGE_QUOTA_BYTES=\"12582912\"\n",
         random_hex(32)
     );
     std::fs::write(dir.join(".dev.vars"), vars).expect("write .dev.vars");

@@ -175,15 +175,15 @@ async fn wrong_bytes_are_415_oversized_files_413_and_the_storage_quota_402() {
     )
     .await
     .problem(415, "unsupported_media_type");
-    let big = vec![b'a'; 2 * 1024 * 1024 + 1];
+    // The harness allows 6 MiB per file and 12 MiB per tenant.
+    let big = vec![b'a'; 6 * 1024 * 1024 + 1];
     post("/api/v1/media?filename=big.txt")
         .token(&owner.access)
         .raw(&big, "text/plain")
         .send()
         .await
         .problem(413, "payload_too_large");
-    // The harness allows 3 MiB per tenant.
-    let chunk = vec![b'b'; 1024 * 1024 + 512 * 1024];
+    let chunk = vec![b'b'; 4 * 1024 * 1024 + 512 * 1024];
     for _ in 0..2 {
         post("/api/v1/media?filename=part.txt")
             .token(&owner.access)
@@ -506,4 +506,141 @@ async fn another_tenants_media_links_jobs_and_products_are_not_found() {
         .await
         .expect(200);
     assert!(listed.data().as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_multipart_upload_assembles_parts_into_one_checked_file() {
+    let owner = register().await;
+    let r = post("/api/v1/media/uploads")
+        .token(&owner.access)
+        .json(json!({"filename": "big.csv", "content_type": "text/csv"}))
+        .send()
+        .await
+        .expect(201);
+    assert_eq!(r.data()["status"], "open");
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    let put_part = |n: u32, body: Vec<u8>, token: String| {
+        let path = format!("/api/v1/media/uploads/{id}/parts/{n}");
+        async move {
+            put(&path)
+                .token(&token)
+                .raw(&body, "application/octet-stream")
+                .send()
+                .await
+        }
+    };
+    // R2 wants every part but the last to be at least 5 MiB: a small first part is refused at
+    // completion with a field error, and uploading that part number again replaces it.
+    let second = "Oak board,19.90\n";
+    put_part(2, second.as_bytes().to_vec(), owner.access.clone())
+        .await
+        .expect(200);
+    put_part(1, b"name,price\n".to_vec(), owner.access.clone())
+        .await
+        .expect(200);
+    let complete = || async {
+        post(&format!("/api/v1/media/uploads/{id}/complete"))
+            .token(&owner.access)
+            .send()
+            .await
+    };
+    let small = complete().await.problem(422, "validation_failed");
+    assert_eq!(small.body["errors"][0]["field"], "parts", "{}", small.text);
+
+    // 4 KiB into the file (where completion sniffs the type) falls inside the "è" of a line.
+    let mut first = "name,price\n".to_string() + &"Crème brûlée dish,4.50\n".repeat(220_000);
+    first.truncate(first[..5 * 1024 * 1024 - 1].rfind('\n').unwrap() + 1);
+    first.push_str(&"z".repeat(5 * 1024 * 1024 - 1 - first.len()));
+    first.push('\n');
+    assert_eq!(first.len(), 5 * 1024 * 1024);
+    let after = put_part(1, first.clone().into_bytes(), owner.access.clone())
+        .await
+        .expect(200);
+    assert_eq!(after.data()["parts"], json!([1, 2]));
+    put_part(0, b"x".to_vec(), owner.access.clone())
+        .await
+        .problem(422, "validation_failed");
+    let done = complete().await.expect(201);
+    let whole = format!("{first}{second}");
+    assert_eq!(done.data()["size"], whole.len());
+    assert_eq!(done.data()["content_type"], "text/csv");
+    assert_eq!(
+        done.data()["sha256"],
+        hex::encode(sha2::Sha256::digest(whole.as_bytes())).as_str()
+    );
+    let media_id = done.data()["id"].as_str().unwrap();
+    let tail = get(&format!("/api/v1/media/{media_id}/download"))
+        .token(&owner.access)
+        .header("Range", "bytes=-16")
+        .send()
+        .await
+        .expect(206);
+    assert_eq!(tail.bytes, second.as_bytes());
+    complete().await.problem(409, "conflict");
+
+    let other = register().await;
+    put_part(3, b"x".to_vec(), other.access.clone())
+        .await
+        .problem(404, "not_found");
+    post(&format!("/api/v1/media/uploads/{id}/complete"))
+        .token(&other.access)
+        .send()
+        .await
+        .problem(404, "not_found");
+    post("/api/v1/media/uploads")
+        .token(&owner.access)
+        .json(json!({"filename": "x.zip", "content_type": "application/zip"}))
+        .send()
+        .await
+        .problem(422, "validation_failed");
+
+    // Bytes that are not what the upload said: 415 at completion, and the upload is over.
+    let r = post("/api/v1/media/uploads")
+        .token(&owner.access)
+        .json(json!({"filename": "scan.pdf", "content_type": "application/pdf"}))
+        .send()
+        .await
+        .expect(201);
+    let fake = r.data()["id"].as_str().unwrap().to_string();
+    put(&format!("/api/v1/media/uploads/{fake}/parts/1"))
+        .token(&owner.access)
+        .raw(b"MZ\x90\x00 not a pdf", "application/octet-stream")
+        .send()
+        .await
+        .expect(200);
+    post(&format!("/api/v1/media/uploads/{fake}/complete"))
+        .token(&owner.access)
+        .send()
+        .await
+        .problem(415, "unsupported_media_type");
+    delete(&format!("/api/v1/media/uploads/{fake}"))
+        .token(&owner.access)
+        .send()
+        .await
+        .problem(409, "conflict");
+
+    // Abort: the upload ends and its parts are dropped.
+    let r = post("/api/v1/media/uploads")
+        .token(&owner.access)
+        .json(json!({"filename": "later.png", "content_type": "image/png"}))
+        .send()
+        .await
+        .expect(201);
+    let later = r.data()["id"].as_str().unwrap().to_string();
+    delete(&format!("/api/v1/media/uploads/{later}"))
+        .token(&other.access)
+        .send()
+        .await
+        .problem(404, "not_found");
+    delete(&format!("/api/v1/media/uploads/{later}"))
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(204);
+    put(&format!("/api/v1/media/uploads/{later}/parts/1"))
+        .token(&owner.access)
+        .raw(PNG, "application/octet-stream")
+        .send()
+        .await
+        .problem(409, "conflict");
 }

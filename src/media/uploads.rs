@@ -1,0 +1,379 @@
+//! Files larger than one request: R2 multipart uploads through the API. Create an upload, PUT
+//! its parts (each at least 5 MiB except the last, as R2 requires), then complete it; the worker
+//! then checks the assembled file like a single upload (type by magic number, size, quota) and
+//! hashes it while streaming it back, so it never holds the whole file.
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use worker::{HttpMetadata, Range, UploadedPart};
+
+use super::{bytes, clean_filename, find, used_storage_allows};
+use crate::args;
+use crate::audit;
+use crate::handler;
+use crate::http::context::Ctx;
+use crate::http::error::{AppError, Result};
+use crate::http::reply::Reply;
+use crate::http::router::{Access, Route};
+use crate::platform::db::Db;
+use crate::platform::{bindings, ids};
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::post("/api/v1/media/uploads", Access::User, handler!(create))
+            .doc("media", "Start a multipart upload for a large file")
+            .body("CreateUpload")
+            .created("Upload"),
+        Route::put(
+            "/api/v1/media/uploads/:id/parts/:part",
+            Access::User,
+            handler!(put_part),
+        )
+        .doc(
+            "media",
+            "Upload part 1–10000 (raw body; every part but the last ≥ 5 MiB and of one size)",
+        )
+        .ok("Upload")
+        .upload(),
+        Route::post(
+            "/api/v1/media/uploads/:id/complete",
+            Access::User,
+            handler!(complete),
+        )
+        .doc(
+            "media",
+            "Assemble the parts into a media file (checked like a single upload; 422 when part sizes break R2's rules)",
+        )
+        .created("Media"),
+        Route::delete("/api/v1/media/uploads/:id", Access::User, handler!(abort))
+            .doc("media", "Abort a multipart upload")
+            .no_content(),
+    ]
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUpload {
+    pub filename: String,
+    /// What the file will be; checked against its bytes on completion.
+    pub content_type: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Upload {
+    pub id: String,
+    pub filename: String,
+    pub content_type: String,
+    /// `open`, `completed` or `aborted`.
+    pub status: String,
+    /// Part numbers received so far.
+    pub parts: Vec<u16>,
+    /// The media file, once completed.
+    pub media_id: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Deserialize)]
+struct Row {
+    id: String,
+    r2_key: String,
+    upload_id: String,
+    filename: String,
+    content_type: String,
+    parts: String,
+    status: String,
+    media_id: Option<String>,
+    created_at: String,
+}
+
+impl Row {
+    fn parts(&self) -> Map<String, Value> {
+        serde_json::from_str(&self.parts).unwrap_or_default()
+    }
+
+    fn view(&self) -> Upload {
+        let mut parts: Vec<u16> = self.parts().keys().filter_map(|k| k.parse().ok()).collect();
+        parts.sort_unstable();
+        Upload {
+            id: self.id.clone(),
+            filename: self.filename.clone(),
+            content_type: self.content_type.clone(),
+            status: self.status.clone(),
+            parts,
+            media_id: self.media_id.clone(),
+            created_at: self.created_at.clone(),
+        }
+    }
+}
+
+async fn load(db: &Db, tenant_id: &str, id: &str) -> Result<Row> {
+    db.one(
+        "SELECT id, r2_key, upload_id, filename, content_type, parts, status, media_id, created_at \
+         FROM media_uploads WHERE id = ?1 AND tenant_id = ?2",
+        &args![id, tenant_id],
+    )
+    .await?
+    .ok_or(AppError::NotFound)
+}
+
+fn open_only(row: &Row) -> Result<()> {
+    if row.status == "open" {
+        Ok(())
+    } else {
+        Err(AppError::Conflict(format!("The upload is {}.", row.status)))
+    }
+}
+
+/// R2's smallest part (all but the last).
+const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
+
+/// R2 completes an upload only when every part but the last is at least 5 MiB and all of those
+/// have the same size; say which part breaks that instead of letting R2 fail the request.
+fn part_sizes_problem(sizes: &[(u16, u64)]) -> Option<String> {
+    let (_, init) = sizes.split_last()?;
+    let &(first_n, first_size) = init.first()?;
+    if first_size < MIN_PART_BYTES {
+        return Some(format!(
+            "part {first_n} has {first_size} bytes; every part but the last needs at least {MIN_PART_BYTES}"
+        ));
+    }
+    init.iter().find(|(_, s)| *s != first_size).map(|(n, s)| {
+        format!("part {n} has {s} bytes; every part but the last must have the same size as part {first_n} ({first_size})")
+    })
+}
+
+async fn create(cx: Ctx) -> Result<Reply> {
+    let body: CreateUpload = cx.json()?;
+    let declared = bytes::essence(&body.content_type);
+    if !bytes::ALLOWED.contains(&declared.as_str()) {
+        return Err(AppError::field(
+            "content_type",
+            format!("must be one of {}", bytes::ALLOWED.join(", ")),
+        ));
+    }
+    let tenant_id = cx.tenant_id()?;
+    let media_id = ids::new_id("med");
+    let key = format!("tenants/{tenant_id}/media/{media_id}");
+    let upload = cx
+        .env
+        .bucket(bindings::MEDIA)?
+        .create_multipart_upload(&key)
+        .http_metadata(HttpMetadata {
+            content_type: Some(declared.clone()),
+            ..Default::default()
+        })
+        .execute()
+        .await?;
+    let id = ids::new_id("upl");
+    let db = cx.db()?;
+    let now = cx.now();
+    db.run(
+        "INSERT INTO media_uploads (id, tenant_id, r2_key, upload_id, filename, content_type, \
+         media_id, created_by, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8, ?8)",
+        &args![
+            id.as_str(),
+            tenant_id,
+            key,
+            upload.upload_id().await,
+            clean_filename(&body.filename),
+            declared,
+            cx.principal()?.user_id.clone(),
+            now
+        ],
+    )
+    .await?;
+    let row = load(&db, tenant_id, &id).await?;
+    Reply::created(&row.view(), Some(format!("/api/v1/media/uploads/{id}")))
+}
+
+async fn put_part(cx: Ctx) -> Result<Reply> {
+    let part: u16 = cx
+        .param("part")
+        .parse()
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or_else(|| AppError::field("part", "must be a part number from 1 to 10000"))?;
+    if cx.body.is_empty() {
+        return Err(AppError::field("body", "a part cannot be empty"));
+    }
+    let db = cx.db()?;
+    let tenant_id = cx.tenant_id()?;
+    let row = load(&db, tenant_id, cx.param("id")).await?;
+    open_only(&row)?;
+    let upload = cx
+        .env
+        .bucket(bindings::MEDIA)?
+        .resume_multipart_upload(&row.r2_key, &row.upload_id)?;
+    let uploaded = upload.upload_part(part, cx.body.clone()).await?;
+    // Each part is its own key in the JSON map, so concurrent parts do not overwrite each other.
+    db.run(
+        "UPDATE media_uploads SET parts = json_set(parts, ?3, json(?4)), updated_at = ?5 \
+         WHERE id = ?1 AND tenant_id = ?2",
+        &args![
+            row.id.as_str(),
+            tenant_id,
+            format!("$.\"{part}\""),
+            json!({"etag": uploaded.etag(), "size": cx.body.len()}).to_string(),
+            cx.now()
+        ],
+    )
+    .await?;
+    Reply::ok(&load(&db, tenant_id, &row.id).await?.view())
+}
+
+async fn complete(cx: Ctx) -> Result<Reply> {
+    let db = cx.db()?;
+    let tenant_id = cx.tenant_id()?.to_string();
+    let row = load(&db, &tenant_id, cx.param("id")).await?;
+    open_only(&row)?;
+    let parts = row.parts();
+    if parts.is_empty() {
+        return Err(AppError::Conflict("Upload at least one part first.".into()));
+    }
+    let mut sizes: Vec<(u16, u64)> = parts
+        .iter()
+        .filter_map(|(n, p)| Some((n.parse().ok()?, p["size"].as_u64()?)))
+        .collect();
+    sizes.sort_unstable();
+    if let Some(message) = part_sizes_problem(&sizes) {
+        return Err(AppError::field("parts", message));
+    }
+    let size: u64 = sizes.iter().map(|(_, s)| s).sum();
+    if size > cx.config.media_max_bytes {
+        return Err(AppError::PayloadTooLarge(cx.config.media_max_bytes));
+    }
+    used_storage_allows(&cx, &db, &tenant_id, size).await?;
+    let mut uploaded: Vec<(u16, String)> = parts
+        .iter()
+        .filter_map(|(n, p)| Some((n.parse().ok()?, p["etag"].as_str()?.to_string())))
+        .collect();
+    uploaded.sort_unstable();
+    let bucket = cx.env.bucket(bindings::MEDIA)?;
+    bucket
+        .resume_multipart_upload(&row.r2_key, &row.upload_id)?
+        .complete(
+            uploaded
+                .into_iter()
+                .map(|(n, etag)| UploadedPart::new(n, etag)),
+        )
+        .await?;
+
+    // Check the assembled file as a single upload would be checked, reading it in chunks.
+    let head = bucket
+        .get(&row.r2_key)
+        .range(Range::Prefix { length: 4096 })
+        .execute()
+        .await?
+        .ok_or(AppError::NotFound)?
+        .body()
+        .ok_or(AppError::NotFound)?
+        .bytes()
+        .await?;
+    // The 4 KiB prefix may end inside a UTF-8 character; judge text by its complete characters.
+    let head = match std::str::from_utf8(&head) {
+        Err(e) if e.error_len().is_none() => &head[..e.valid_up_to()],
+        _ => &head[..],
+    };
+    let sniffed = bytes::sniff(head, &row.content_type)
+        .filter(|s| bytes::declared_matches(&row.content_type, s));
+    let Some(sniffed) = sniffed else {
+        bucket.delete(&row.r2_key).await?;
+        db.run(
+            "UPDATE media_uploads SET status = 'aborted', updated_at = ?2 WHERE id = ?1",
+            &args![row.id.as_str(), cx.now()],
+        )
+        .await?;
+        return Err(AppError::UnsupportedMediaType(format!(
+            "The assembled file is not {}.",
+            row.content_type
+        )));
+    };
+    let object = bucket
+        .get(&row.r2_key)
+        .execute()
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let mut stream = object.body().ok_or(AppError::NotFound)?.stream()?;
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = stream.next().await {
+        hasher.update(chunk?);
+    }
+    let sha = hex::encode(hasher.finalize());
+    let media_id = row
+        .r2_key
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let now = cx.now();
+    db.batch(vec![
+        db.stmt(
+            "INSERT INTO media (id, tenant_id, filename, content_type, size, sha256, r2_key, \
+             attributes, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '{}', ?8, ?9)",
+            &args![
+                media_id.as_str(),
+                tenant_id.as_str(),
+                row.filename.as_str(),
+                sniffed,
+                size as i64,
+                sha.as_str(),
+                row.r2_key.as_str(),
+                cx.principal()?.user_id.clone(),
+                now.as_str()
+            ],
+        )?,
+        db.stmt(
+            "UPDATE media_uploads SET status = 'completed', media_id = ?2, updated_at = ?3 WHERE id = ?1",
+            &args![row.id.as_str(), media_id.as_str(), now.as_str()],
+        )?,
+        audit::entry(&cx, "media.uploaded")
+            .target("media", media_id.as_str())
+            .meta(json!({"filename": row.filename, "size": size, "multipart": true}))
+            .stmt(&db)?,
+    ])
+    .await?;
+    let media = find(&db, &tenant_id, &media_id).await?;
+    Reply::created(&media.view(), Some(format!("/api/v1/media/{media_id}")))
+}
+
+async fn abort(cx: Ctx) -> Result<Reply> {
+    let db = cx.db()?;
+    let tenant_id = cx.tenant_id()?;
+    let row = load(&db, tenant_id, cx.param("id")).await?;
+    open_only(&row)?;
+    cx.env
+        .bucket(bindings::MEDIA)?
+        .resume_multipart_upload(&row.r2_key, &row.upload_id)?
+        .abort()
+        .await?;
+    db.run(
+        "UPDATE media_uploads SET status = 'aborted', updated_at = ?3 WHERE id = ?1 AND tenant_id = ?2",
+        &args![row.id.as_str(), tenant_id, cx.now()],
+    )
+    .await?;
+    Ok(Reply::no_content())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB5: u64 = MIN_PART_BYTES;
+
+    #[test]
+    fn part_sizes_follow_r2s_rules() {
+        assert_eq!(part_sizes_problem(&[(1, 10)]), None);
+        assert_eq!(part_sizes_problem(&[(1, MIB5), (2, 1)]), None);
+        assert_eq!(
+            part_sizes_problem(&[(1, MIB5), (2, MIB5), (3, MIB5 + 9)]),
+            None
+        );
+        let small = part_sizes_problem(&[(1, 1024), (2, 16)]).unwrap();
+        assert!(small.starts_with("part 1 has 1024 bytes"), "{small}");
+        let uneven = part_sizes_problem(&[(1, MIB5), (2, MIB5 + 1), (3, 1)]).unwrap();
+        assert!(uneven.starts_with("part 2 has"), "{uneven}");
+    }
+}
