@@ -57,6 +57,9 @@ seed: dev-vars migrate
 	@mkdir -p $(STATE)
 	@python3 scripts/seed.py --vars .dev.vars --provider-url http://127.0.0.1:$(MOCK_PORT) > $(STATE)/seed.sql
 	@$(WRANGLER) d1 execute DB --local --persist-to $(STATE) --file $(STATE)/seed.sql > /dev/null
+	@python3 scripts/seed.py --r2-objects | while IFS=$$'\t' read -r key file type; do \
+	  $(WRANGLER) r2 object put "tenantry-media/$$key" --file "$$file" --content-type "$$type" \
+	    --local --persist-to $(STATE) > /dev/null || exit 1; done
 	@echo "seeded demo data"
 
 dev: build seed

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Prints the SQL that seeds local development data: the platform admin, demo tenants, and the
 agency client's ten priced workflows (their http steps call the mock upstream at
---provider-url, which `make dev` starts) with a few past executions in every state.
+--provider-url, which `make dev` starts) with a few past executions in every state, the inbox
+tenant's conversations, and the shop tenant's files, finished job and products.
 
 Idempotent: fixed ids and upserts, so running it again only refreshes passwords from
 .dev.vars. Password hashes use the worker's format:
@@ -9,6 +10,7 @@ pbkdf2_sha256$100000$<salt base64>$<hash base64> (PBKDF2-HMAC-SHA256, no padding
 
 usage: seed.py [--vars .dev.vars] [--provider-url http://127.0.0.1:8790]
        (reads ADMIN_EMAIL, ADMIN_PASSWORD, DEMO_PASSWORD)
+       seed.py --r2-objects   (key, file and content type of each demo file for local R2)
 """
 import argparse
 import base64
@@ -53,7 +55,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vars", default=".dev.vars")
     ap.add_argument("--provider-url", default=os.environ.get("MOCK_UPSTREAM_URL", "http://127.0.0.1:8790"))
+    ap.add_argument("--r2-objects", action="store_true", help="list the demo files for local R2 instead")
     args = ap.parse_args()
+    if args.r2_objects:
+        r2_objects()
+        return
     env = read_vars(args.vars)
     for k in ("ADMIN_EMAIL", "ADMIN_PASSWORD", "DEMO_PASSWORD"):
         if not env.get(k):
@@ -94,6 +100,7 @@ def main():
         )
     out.extend(workflow_sql(args.provider_url.rstrip("/"), now))
     out.extend(inbox_sql())
+    out.extend(shop_sql())
     print("\n".join(out))
 
 
@@ -225,6 +232,80 @@ def inbox_sql():
         f"{q(json.dumps([{'type': 'BODY', 'text': 'Hi {{1}}, your order {{2}} has shipped.'}]))}, 2, {q(iso(base))});"
     )
     return out
+
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+SHOP = "ten_demo_shop"
+# id, fixture file (tests/fixtures), filename shown, content type. `make seed` puts the same
+# files into local R2 under media_key(id) (see the Makefile's seed target).
+SHOP_MEDIA = [
+    ("med_demo_price_list_pdf", "price-list.pdf", "alder-supplier-price-list-2026.pdf", "application/pdf"),
+    ("med_demo_price_list_csv", "price-list.csv", "linen-price-list.csv", "text/csv"),
+    ("med_demo_label_png", "label.png", "mug-label.png", "image/png"),
+]
+
+
+def media_key(media_id):
+    return f"tenants/{SHOP}/media/{media_id}"
+
+
+def shop_sql():
+    """The shop tenant: three files (their bytes go to local R2 in `make seed`), a finished
+    extract_text job on the supplier PDF with its candidates, and products, two of them made
+    from that job's candidates as `POST /products/from-candidates` would make them."""
+    base = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    out = []
+    for i, (mid, fixture, filename, ctype) in enumerate(SHOP_MEDIA):
+        with open(os.path.join(ROOT, "tests", "fixtures", fixture), "rb") as f:
+            data = f.read()
+        at = iso(base - datetime.timedelta(days=3, minutes=-i))
+        out.append(
+            "INSERT OR IGNORE INTO media (id, tenant_id, filename, content_type, size, sha256, r2_key, attributes, "
+            f"created_by, created_at) VALUES ({q(mid)}, {q(SHOP)}, {q(filename)}, {q(ctype)}, {len(data)}, "
+            f"{q(hashlib.sha256(data).hexdigest())}, {q(media_key(mid))}, '{{}}', 'usr_demo_shop_owner', {q(at)});"
+        )
+    # The result the extractor produces for this PDF; a unit test in src/media/jobs.rs keeps the
+    # file equal to the real output.
+    with open(os.path.join(ROOT, "scripts", "demo", "price-list-job.json")) as f:
+        result = json.load(f)
+    job = "job_demo_price_list"
+    started = base - datetime.timedelta(days=3, minutes=-5)
+    done = started + datetime.timedelta(seconds=2)
+    out.append(
+        "INSERT OR IGNORE INTO jobs (id, tenant_id, media_id, kind, status, progress, attempts, result, created_by, "
+        f"created_at, updated_at, started_at, completed_at) VALUES ({q(job)}, {q(SHOP)}, 'med_demo_price_list_pdf', "
+        f"'extract_text', 'completed', 100, 1, {q(json.dumps(result))}, 'usr_demo_shop_owner', {q(iso(started))}, "
+        f"{q(iso(done))}, {q(iso(started))}, {q(iso(done))});"
+    )
+    products = [
+        # id, name, sku, price (cents), quantity, category, status, media ids, candidate index
+        ("prd_demo_mug", None, None, None, 24, "Kitchen", "active", ["med_demo_price_list_pdf", "med_demo_label_png"], 0),
+        ("prd_demo_coasters", None, None, None, 40, "Kitchen", "draft", ["med_demo_price_list_pdf"], 2),
+        ("prd_demo_napkin", "Linen napkin", "LIN-NAP-01", 450, 120, "Table linen", "active", ["med_demo_price_list_csv"], None),
+        ("prd_demo_board", "Oak board", "OAK-BRD-01", 1990, 15, "Kitchen", "archived", [], None),
+    ]
+    for n, (pid, name, sku, price, qty, category, status, media, index) in enumerate(products):
+        attributes = {}
+        source = None
+        if index is not None:
+            c = result["candidates"][index]
+            name, price, source = c["name"], c["price"], job
+            sku = c["sku"] or f"CAND-{job[4:12]}-{index + 1}".upper()
+            attributes = {"source_line": c["text"], "confidence": c["confidence"]}
+        at = iso(done + datetime.timedelta(minutes=10 + n))
+        out.append(
+            "INSERT OR IGNORE INTO products (id, tenant_id, name, sku, price, currency, quantity, category, attributes, "
+            f"status, media_ids, source_job_id, created_at, updated_at) VALUES ({q(pid)}, {q(SHOP)}, {q(name)}, "
+            f"{q(sku)}, {price}, 'EUR', {qty}, {q(category)}, {q(json.dumps(attributes))}, {q(status)}, "
+            f"{q(json.dumps(media))}, {q(source)}, {q(at)}, {q(at)});"
+        )
+    return out
+
+
+def r2_objects():
+    """Lines of `key<TAB>file<TAB>content type` for the Makefile to put into local R2."""
+    for mid, fixture, _, ctype in SHOP_MEDIA:
+        print(f"{media_key(mid)}\t{os.path.join('tests', 'fixtures', fixture)}\t{ctype}")
 
 
 def iso(dt):

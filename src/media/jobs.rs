@@ -232,6 +232,26 @@ enum Failure {
     Transient(String),
 }
 
+/// `extract_text` itself: a PDF's text layer (pages joined by newlines) or a text file as is.
+fn read_text(content_type: &str, data: Vec<u8>) -> std::result::Result<(String, i64), Failure> {
+    match content_type {
+        "application/pdf" => {
+            let pages = pdf_extract::extract_text_from_mem_by_pages(&data).map_err(|e| {
+                Failure::Permanent(format!("the PDF has no readable text layer: {e}"))
+            })?;
+            Ok((pages.join("\n"), pages.len() as i64))
+        }
+        t if t.starts_with("text/") => Ok((
+            String::from_utf8(data)
+                .map_err(|_| Failure::Permanent("the file is not UTF-8 text".into()))?,
+            1,
+        )),
+        t => Err(Failure::Permanent(format!(
+            "extract_text cannot read {t} files"
+        ))),
+    }
+}
+
 async fn extract(
     env: &Env,
     cfg: &Config,
@@ -243,18 +263,10 @@ async fn extract(
         .await
         .map_err(|e| Failure::Transient(format!("reading the file: {e}")))?;
     let (text, pages, confidence) = match (kind, content_type) {
-        ("extract_text", "application/pdf") => {
-            let pages = pdf_extract::extract_text_from_mem_by_pages(&data).map_err(|e| {
-                Failure::Permanent(format!("the PDF has no readable text layer: {e}"))
-            })?;
-            (pages.join("\n"), pages.len() as i64, None)
+        ("extract_text", t) => {
+            let (text, pages) = read_text(t, data)?;
+            (text, pages, None)
         }
-        ("extract_text", t) if t.starts_with("text/") => (
-            String::from_utf8(data)
-                .map_err(|_| Failure::Permanent("the file is not UTF-8 text".into()))?,
-            1,
-            None,
-        ),
         ("ocr", t) if t.starts_with("image/") => {
             let url = cfg
                 .ocr_api_url
@@ -396,9 +408,10 @@ mod tests {
     #[test]
     fn the_fixture_price_list_pdf_yields_its_text_and_candidates() {
         let pdf = include_bytes!("../../tests/fixtures/price-list.pdf");
-        let pages = pdf_extract::extract_text_from_mem_by_pages(pdf).unwrap();
-        assert_eq!(pages.len(), 1);
-        let text = pages.join("\n");
+        let Ok((text, pages)) = read_text("application/pdf", pdf.to_vec()) else {
+            panic!("the fixture PDF is readable");
+        };
+        assert_eq!(pages, 1);
         assert!(text.contains("Ceramic mug blue"), "{text}");
         let found = candidates::detect(&text, "EUR");
         let got: Vec<(&str, i64)> = found.iter().map(|c| (c.name.as_str(), c.price)).collect();
@@ -412,5 +425,39 @@ mod tests {
             "{text}"
         );
         assert_eq!(found[2].sku.as_deref(), Some("CRK-004"));
+    }
+
+    /// `make dev` seeds the shop tenant with a finished job on this same PDF; its stored result
+    /// must be exactly what the extractor produces.
+    #[test]
+    fn the_seeded_demo_job_is_what_extract_text_produces() {
+        let pdf = include_bytes!("../../tests/fixtures/price-list.pdf");
+        let Ok((text, pages)) = read_text("application/pdf", pdf.to_vec()) else {
+            panic!("the fixture PDF is readable");
+        };
+        let result = JobResult {
+            candidates: candidates::detect(&text, "EUR"),
+            text,
+            pages,
+            confidence: None,
+        };
+        let actual = serde_json::to_value(&result).unwrap();
+        if std::env::var_os("WRITE_DEMO_JOB").is_some() {
+            std::fs::write(
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/scripts/demo/price-list-job.json"
+                ),
+                serde_json::to_string_pretty(&actual).unwrap() + "\n",
+            )
+            .unwrap();
+        }
+        let seeded: Value =
+            serde_json::from_str(include_str!("../../scripts/demo/price-list-job.json"))
+                .expect("scripts/demo/price-list-job.json is JSON (WRITE_DEMO_JOB=1 rewrites it)");
+        assert_eq!(
+            seeded, actual,
+            "rewrite it with WRITE_DEMO_JOB=1 cargo test --lib seeded"
+        );
     }
 }

@@ -145,6 +145,30 @@ fn start() -> Server {
             .env("WRANGLER_SEND_METRICS", "false"),
         "wrangler d1 execute (seed)",
     );
+    // The shop tenant's demo files, as `make seed` puts them into local R2.
+    let objects = Command::new("python3")
+        .arg(root.join("scripts/seed.py"))
+        .arg("--r2-objects")
+        .output()
+        .expect("python3 scripts/seed.py --r2-objects");
+    for line in String::from_utf8_lossy(&objects.stdout).lines() {
+        let [key, file, content_type] = line.split('\t').collect::<Vec<_>>()[..] else {
+            panic!("seed.py --r2-objects printed {line:?}");
+        };
+        run(
+            Command::new(&wr)
+                .args(["r2", "object", "put"])
+                .arg(format!("tenantry-media/{key}"))
+                .arg("--file")
+                .arg(root.join(file))
+                .args(["--content-type", content_type, "--local", "--persist-to"])
+                .arg(&state)
+                .arg("-c")
+                .arg(&cfg)
+                .env("WRANGLER_SEND_METRICS", "false"),
+            "wrangler r2 object put (seed)",
+        );
+    }
 
     let port = free_port();
     // Kept outside the temp dir so it survives the run for post-mortems.

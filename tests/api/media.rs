@@ -644,3 +644,89 @@ async fn a_multipart_upload_assembles_parts_into_one_checked_file() {
         .await
         .problem(409, "conflict");
 }
+
+/// The "done": the seeded shop tenant's files, finished job and products are there, and
+/// its owner uploads a supplier price list, extracts it, turns candidates into products and
+/// shares an expiring link to the file — all through the documented API.
+#[tokio::test]
+async fn the_demo_shop_turns_a_supplier_price_list_into_products_and_shares_it() {
+    let s = server();
+    let owner = session_from(
+        login("owner@aldershop.demo", &s.demo_password)
+            .await
+            .expect(200)
+            .data(),
+        "owner@aldershop.demo",
+        &s.demo_password,
+    );
+    let files = get("/api/v1/media?limit=100")
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(200);
+    assert!(files.data().as_array().unwrap().len() >= 3);
+    let seeded = get("/api/v1/media/med_demo_price_list_pdf/download")
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(seeded.bytes, PDF);
+    let job = get("/api/v1/jobs/job_demo_price_list")
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(job.data()["status"], "completed");
+    assert_eq!(
+        job.data()["result"]["candidates"].as_array().unwrap().len(),
+        3
+    );
+    let products = get("/api/v1/products?limit=100")
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(200);
+    assert!(products
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["source_job_id"] == "job_demo_price_list"));
+
+    let id = uploaded(&owner, "supplier.pdf", "application/pdf", PDF).await;
+    let job = run_job(&owner, &id, "extract_text").await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["result"]["candidates"][1]["price"], 3490);
+    let made = post("/api/v1/products/from-candidates")
+        .token(&owner.access)
+        .json(json!({"job_id": job["id"], "candidates": [0, 1]}))
+        .send()
+        .await
+        .expect(201);
+    let names: Vec<&str> = made
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Ceramic mug blue", "Stoneware teapot 1.2 l"]);
+    // The seeded coasters already carry the line's SKU.
+    post("/api/v1/products/from-candidates")
+        .token(&owner.access)
+        .json(json!({"job_id": job["id"], "candidates": [2]}))
+        .send()
+        .await
+        .problem(409, "conflict");
+
+    let link = post(&format!("/api/v1/media/{id}/links"))
+        .token(&owner.access)
+        .json(json!({"expires_in": 3600}))
+        .send()
+        .await
+        .expect(201);
+    let url = link.data()["url"].as_str().unwrap();
+    let path = &url[url.find("/api/v1/links/").unwrap()..];
+    let shared = get(path).send().await.expect(200);
+    assert_eq!(shared.bytes, PDF);
+}
