@@ -217,11 +217,33 @@ fn success(route: &Route) -> (String, Value) {
             "204".into(),
             json!({"description": "Done", "headers": headers}),
         ),
+        ResponseDoc::File => ("200".into(), file_response(headers)),
         ResponseDoc::Raw(status, content_type) => (
             status.to_string(),
             json!({"description": "Success", "headers": headers, "content": {content_type: {"schema": {}}}}),
         ),
     }
+}
+
+/// A stored file: one of the accepted media types, with the headers downloads carry.
+fn file_response(mut headers: Value) -> Value {
+    for (name, what) in [
+        ("ETag", "The stored object's entity tag"),
+        ("Content-Length", "Bytes in this response"),
+        ("Accept-Ranges", "`bytes`"),
+    ] {
+        headers[name] = json!({"schema": {"type": "string"}, "description": what});
+    }
+    let content: Map<String, Value> = crate::media::bytes::ALLOWED
+        .iter()
+        .map(|t| {
+            (
+                t.to_string(),
+                json!({"schema": {"type": "string", "format": "binary"}}),
+            )
+        })
+        .collect();
+    json!({"description": "The file's bytes, in its stored type", "headers": headers, "content": content})
 }
 
 fn operation(route: &Route) -> Value {
@@ -250,6 +272,13 @@ fn operation(route: &Route) -> Value {
     let mut responses = Map::new();
     let (code, ok) = success(route);
     responses.insert(code, ok);
+    if matches!(route.response, ResponseDoc::File) {
+        let headers = json!({"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}});
+        let mut partial = file_response(headers);
+        partial["description"] = json!("The requested byte range (`Content-Range`)");
+        responses.insert("206".into(), partial);
+        responses.insert("416".into(), problem("The `Range` lies outside the file"));
+    }
     let public = route.access == Access::Public;
     if !route.query.is_empty() || route.request.is_some() || route.param_names().next().is_some() {
         responses.insert("400".into(), problem("The request could not be read"));

@@ -83,6 +83,8 @@ pub enum ResponseDoc {
     NoContent,
     /// A non-JSON body (content type).
     Raw(u16, &'static str),
+    /// A stored file's bytes in its own type: 200, or 206 for a `Range` (416 when unsatisfiable).
+    File,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -217,6 +219,10 @@ impl Route {
     }
     pub fn no_content(mut self) -> Route {
         self.response = ResponseDoc::NoContent;
+        self
+    }
+    pub fn file(mut self) -> Route {
+        self.response = ResponseDoc::File;
         self
     }
     pub fn raw(mut self, status: u16, content_type: &'static str) -> Route {

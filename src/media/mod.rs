@@ -62,7 +62,7 @@ pub fn routes() -> Vec<Route> {
                 "media",
                 "The file's bytes (supports a single `Range`: 206 / 416)",
             )
-            .raw(200, "application/octet-stream"),
+            .file(),
         Route::delete("/api/v1/media/:id", Access::User, handler!(remove))
             .doc("media", "Delete a file and its stored object")
             .no_content(),
@@ -85,7 +85,7 @@ pub fn routes() -> Vec<Route> {
                 "media",
                 "A shared link: the file while the link is valid, 403 when expired, revoked or tampered",
             )
-            .raw(200, "application/octet-stream"),
+            .file(),
     ];
     routes.extend(jobs::routes());
     routes.extend(uploads::routes());
