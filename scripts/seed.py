@@ -288,7 +288,7 @@ def shop_sql():
         attributes = {}
         source = None
         if index is not None:
-            c = result["candidates"][index]
+            c = result["product_candidates"][index]
             name, price, source = c["name"], c["price"], job
             sku = c["sku"] or f"CAND-{job[4:12]}-{index + 1}".upper()
             attributes = {"source_line": c["text"], "confidence": c["confidence"]}

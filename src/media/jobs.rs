@@ -54,7 +54,7 @@ pub fn routes() -> Vec<Route> {
         Route::get("/api/v1/jobs/:id", Access::User, handler!(get))
             .doc(
                 "jobs",
-                "One job with its result (text, pages, confidence, candidates)",
+                "One job with its result (text, pages, confidence, product_candidates)",
             )
             .ok("MediaJob"),
     ]
@@ -71,9 +71,11 @@ pub struct ProcessMedia {
 pub struct JobResult {
     pub text: String,
     pub pages: i64,
-    /// OCR's confidence, 0–1 (absent for a text layer).
+    /// 0–1: the OCR service's confidence; 1 for a document's own text (a text layer or file).
     pub confidence: Option<f64>,
-    pub candidates: Vec<Candidate>,
+    /// Lines that look like a product with a price.
+    #[serde(alias = "candidates")]
+    pub product_candidates: Vec<Candidate>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -265,7 +267,7 @@ async fn extract(
     let (text, pages, confidence) = match (kind, content_type) {
         ("extract_text", t) => {
             let (text, pages) = read_text(t, data)?;
-            (text, pages, None)
+            (text, pages, Some(1.0))
         }
         ("ocr", t) if t.starts_with("image/") => {
             let url = cfg
@@ -304,7 +306,7 @@ async fn extract(
         text,
         pages,
         confidence,
-        candidates,
+        product_candidates: candidates,
     })
 }
 
@@ -436,10 +438,10 @@ mod tests {
             panic!("the fixture PDF is readable");
         };
         let result = JobResult {
-            candidates: candidates::detect(&text, "EUR"),
+            product_candidates: candidates::detect(&text, "EUR"),
             text,
             pages,
-            confidence: None,
+            confidence: Some(1.0),
         };
         let actual = serde_json::to_value(&result).unwrap();
         if std::env::var_os("WRITE_DEMO_JOB").is_some() {

@@ -135,7 +135,7 @@ pub struct UpdateProduct {
 #[serde(deny_unknown_fields)]
 pub struct FromCandidates {
     pub job_id: String,
-    /// Indexes into the job's `result.candidates`.
+    /// Indexes into the job's `result.product_candidates`.
     pub candidates: Vec<usize>,
 }
 
@@ -462,10 +462,10 @@ async fn from_candidates(cx: Ctx) -> Result<Reply> {
     let mut ids_made = Vec::new();
     let mut seen = Vec::new();
     for (n, &i) in body.candidates.iter().enumerate() {
-        let c = result.candidates.get(i).ok_or_else(|| {
+        let c = result.product_candidates.get(i).ok_or_else(|| {
             AppError::field(
                 format!("candidates[{n}]"),
-                format!("the job has {} candidates", result.candidates.len()),
+                format!("the job has {} candidates", result.product_candidates.len()),
             )
         })?;
         if seen.contains(&i) {

@@ -266,7 +266,7 @@ async fn extract_text_on_a_price_list_pdf_yields_candidates_that_become_products
         .as_str()
         .unwrap()
         .contains("Ceramic mug blue"));
-    let candidates = job["result"]["candidates"].as_array().unwrap();
+    let candidates = job["result"]["product_candidates"].as_array().unwrap();
     let got: Vec<(&str, i64, &str)> = candidates
         .iter()
         .map(|c| {
@@ -327,7 +327,7 @@ async fn extract_text_on_a_price_list_pdf_yields_candidates_that_become_products
         .await
         .expect(201);
     let csv_job = run_job(&owner, csv.data()["id"].as_str().unwrap(), "extract_text").await;
-    let names: Vec<(&str, i64)> = csv_job["result"]["candidates"]
+    let names: Vec<(&str, i64)> = csv_job["result"]["product_candidates"]
         .as_array()
         .unwrap()
         .iter()
@@ -354,7 +354,13 @@ async fn ocr_reads_images_through_the_ocr_service_and_a_failing_service_fails_th
         .as_str()
         .unwrap()
         .contains(&format!("({} bytes)", PNG.len())));
-    assert_eq!(job["result"]["candidates"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        job["result"]["product_candidates"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     assert!(mock_calls("ocr").await.len() > before);
 
     let mut broken = PNG.to_vec();
@@ -678,7 +684,10 @@ async fn the_demo_shop_turns_a_supplier_price_list_into_products_and_shares_it()
         .expect(200);
     assert_eq!(job.data()["status"], "completed");
     assert_eq!(
-        job.data()["result"]["candidates"].as_array().unwrap().len(),
+        job.data()["result"]["product_candidates"]
+            .as_array()
+            .unwrap()
+            .len(),
         3
     );
     let products = get("/api/v1/products?limit=100")
@@ -696,7 +705,7 @@ async fn the_demo_shop_turns_a_supplier_price_list_into_products_and_shares_it()
     let id = uploaded(&owner, "supplier.pdf", "application/pdf", PDF).await;
     let job = run_job(&owner, &id, "extract_text").await;
     assert_eq!(job["status"], "completed", "{job}");
-    assert_eq!(job["result"]["candidates"][1]["price"], 3490);
+    assert_eq!(job["result"]["product_candidates"][1]["price"], 3490);
     let made = post("/api/v1/products/from-candidates")
         .token(&owner.access)
         .json(json!({"job_id": job["id"], "candidates": [0, 1]}))
