@@ -210,7 +210,10 @@ async fn serve(req: &mut Request, method_name: &str, s: Setup, trace: &mut Trace
     }
 
     let limit = if route.upload {
-        s.config.upload_max_request_bytes
+        let plan = principal.as_ref().map_or("free", |p| p.plan.as_str());
+        s.config
+            .upload_max_request_bytes
+            .min(s.config.media_max_bytes.for_plan(plan))
     } else {
         s.config.max_body_bytes
     };

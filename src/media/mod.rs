@@ -230,8 +230,9 @@ async fn upload(cx: Ctx) -> Result<Reply> {
         return Err(AppError::field("file", "is empty"));
     }
     let size = data.len() as u64;
-    if size > cx.config.media_max_bytes {
-        return Err(AppError::PayloadTooLarge(cx.config.media_max_bytes));
+    let max = cx.config.media_max_bytes.for_plan(&cx.principal()?.plan);
+    if size > max {
+        return Err(AppError::PayloadTooLarge(max));
     }
     let sniffed = bytes::sniff(data, &declared).ok_or_else(|| {
         AppError::UnsupportedMediaType(format!(

@@ -242,8 +242,9 @@ async fn complete(cx: Ctx) -> Result<Reply> {
         return Err(AppError::field("parts", message));
     }
     let size: u64 = sizes.iter().map(|(_, s)| s).sum();
-    if size > cx.config.media_max_bytes {
-        return Err(AppError::PayloadTooLarge(cx.config.media_max_bytes));
+    let max = cx.config.media_max_bytes.for_plan(&cx.principal()?.plan);
+    if size > max {
+        return Err(AppError::PayloadTooLarge(max));
     }
     used_storage_allows(&cx, &db, &tenant_id, size).await?;
     let mut uploaded: Vec<(u16, String)> = parts

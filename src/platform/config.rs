@@ -23,8 +23,8 @@ pub struct Config {
     pub graph_api_version: String,
     /// Outbound messages per second per WhatsApp number (token bucket rate and burst).
     pub send_rate_per_sec: f64,
-    /// Largest media file (multipart uploads included).
-    pub media_max_bytes: u64,
+    /// Largest media file per plan (multipart uploads included).
+    pub media_max_bytes: PlanBytes,
     /// Largest single-request upload body (the worker holds it in memory); beyond it, use the
     /// multipart upload API.
     pub upload_max_request_bytes: u64,
@@ -56,6 +56,37 @@ impl Limits {
             "platform" => self.platform,
             _ => self.free,
         }
+    }
+}
+
+/// A byte limit that may differ by plan (`MEDIA_MAX_BYTES`, overridden per plan by
+/// `MEDIA_MAX_BYTES_FREE`, `_STARTER`, `_PRO`, `_PREMIUM_CUSTOM`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanBytes {
+    pub free: u64,
+    pub starter: u64,
+    pub pro: u64,
+    pub premium_custom: u64,
+}
+
+impl PlanBytes {
+    pub fn for_plan(&self, plan: &str) -> u64 {
+        match plan {
+            "starter" => self.starter,
+            "pro" => self.pro,
+            "premium_custom" | "platform" => self.premium_custom,
+            _ => self.free,
+        }
+    }
+
+    fn from_env(env: &Env, name: &str, default: u64) -> Result<PlanBytes> {
+        let all = num(env, name, default)?;
+        Ok(PlanBytes {
+            free: num(env, &format!("{name}_FREE"), all)?,
+            starter: num(env, &format!("{name}_STARTER"), all)?,
+            pro: num(env, &format!("{name}_PRO"), all)?,
+            premium_custom: num(env, &format!("{name}_PREMIUM_CUSTOM"), all)?,
+        })
     }
 }
 
@@ -119,13 +150,8 @@ impl Config {
                 .to_string(),
             graph_api_version: var(env, "GRAPH_API_VERSION").unwrap_or_else(|| "v21.0".into()),
             send_rate_per_sec: num(env, "SEND_RATE_PER_SEC", 80.0)?,
-            media_max_bytes: num(env, "MEDIA_MAX_BYTES", 100 * 1024 * 1024)?,
-            upload_max_request_bytes: num::<u64>(
-                env,
-                "UPLOAD_MAX_REQUEST_BYTES",
-                25 * 1024 * 1024,
-            )?
-            .min(num(env, "MEDIA_MAX_BYTES", 100 * 1024 * 1024)?),
+            media_max_bytes: PlanBytes::from_env(env, "MEDIA_MAX_BYTES", 100 * 1024 * 1024)?,
+            upload_max_request_bytes: num(env, "UPLOAD_MAX_REQUEST_BYTES", 25 * 1024 * 1024)?,
             storage_quota_override: match var(env, "STORAGE_QUOTA_BYTES") {
                 None => None,
                 Some(_) => Some(num(env, "STORAGE_QUOTA_BYTES", 0)?),
@@ -152,5 +178,20 @@ mod tests {
             parse_origins(" https://a.example/ ,, http://localhost:3000"),
             vec!["https://a.example", "http://localhost:3000"]
         );
+    }
+
+    #[test]
+    fn plan_limits_pick_the_tenants_plan_and_platform_counts_as_premium() {
+        let b = PlanBytes {
+            free: 1,
+            starter: 2,
+            pro: 3,
+            premium_custom: 4,
+        };
+        let got: Vec<u64> = ["free", "starter", "pro", "premium_custom", "platform", "?"]
+            .iter()
+            .map(|p| b.for_plan(p))
+            .collect();
+        assert_eq!(got, [1, 2, 3, 4, 4, 1]);
     }
 }

@@ -201,6 +201,29 @@ async fn wrong_bytes_are_415_oversized_files_413_and_the_storage_quota_402() {
 }
 
 #[tokio::test]
+async fn the_file_size_limit_follows_the_tenants_plan() {
+    // The harness allows 6 MiB on every plan but starter, which gets 7 MiB.
+    let owner = register().await;
+    let file = vec![b'c'; 6 * 1024 * 1024 + 512 * 1024];
+    let send = || async {
+        post("/api/v1/media?filename=catalogue.txt")
+            .token(&owner.access)
+            .raw(&file, "text/plain")
+            .send()
+            .await
+    };
+    send().await.problem(413, "payload_too_large");
+    patch(&format!("/api/v1/admin/tenants/{}", owner.tenant_id))
+        .token(&admin().await.access)
+        .json(json!({"plan": "starter"}))
+        .send()
+        .await
+        .expect(200);
+    let stored = send().await.expect(201);
+    assert_eq!(stored.data()["size"], file.len());
+}
+
+#[tokio::test]
 async fn a_signed_link_works_without_login_until_it_expires_or_is_revoked() {
     let owner = register().await;
     let id = uploaded(&owner, "label.png", "image/png", PNG).await;
