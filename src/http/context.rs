@@ -1,10 +1,10 @@
 //! The per-request context handed to every handler: request, bindings, config, caller, clock.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
-use worker::Env;
+use worker::{ByteStream, Env};
 
 use super::error::{AppError, Result};
 use super::json::parse_json;
@@ -33,6 +33,9 @@ pub struct Ctx {
     pub headers: worker::Headers,
     /// The request body, read up-front by the dispatcher (bounded by `max_body_bytes`).
     pub body: Vec<u8>,
+    /// On `streamed` routes: the unread raw body and its `Content-Length` (then `body` is empty).
+    /// Shared with the dispatcher, which drains a body the handler left unread.
+    pub stream: Rc<RefCell<Option<(ByteStream, u64)>>>,
     pub principal: Option<Principal>,
     pub client: Client,
     pub now_ms: i64,
@@ -90,6 +93,17 @@ impl Ctx {
 
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers.get(name).ok().flatten()
+    }
+
+    /// The length of a streamed body not taken yet (see `Route::streamed`).
+    pub fn stream_length(&self) -> Option<u64> {
+        self.stream.borrow().as_ref().map(|(_, n)| *n)
+    }
+
+    /// The streamed body, once. Take it only to read it to the end: a body dropped half-read is
+    /// cancelled, which breaks the client's connection; one left untaken the dispatcher reads out.
+    pub fn take_stream(&self) -> Option<(ByteStream, u64)> {
+        self.stream.borrow_mut().take()
     }
 
     /// The JSON body as a DTO (`deny_unknown_fields` DTOs reject extra fields).

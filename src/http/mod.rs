@@ -10,9 +10,10 @@ pub mod pagination;
 pub mod reply;
 pub mod router;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use futures_util::StreamExt;
 use worker::{Env, Request, Response};
 
 use crate::auth::principal::{self, Principal};
@@ -209,15 +210,20 @@ async fn serve(req: &mut Request, method_name: &str, s: Setup, trace: &mut Trace
         }
     }
 
-    let limit = if route.upload {
-        let plan = principal.as_ref().map_or("free", |p| p.plan.as_str());
-        s.config
-            .upload_max_request_bytes
-            .min(s.config.media_max_bytes.for_plan(plan))
-    } else {
-        s.config.max_body_bytes
+    let plan = principal.as_ref().map_or("free", |p| p.plan.as_str());
+    let file_max = s.config.media_max_bytes.for_plan(plan);
+    let (body, stream) = match streamable_length(req, route)? {
+        Some(length) if length > file_max => return Err(AppError::PayloadTooLarge(file_max)),
+        Some(length) => (Vec::new(), Some((req.stream()?, length))),
+        None => {
+            let limit = if route.upload {
+                s.config.upload_max_request_bytes.min(file_max)
+            } else {
+                s.config.max_body_bytes
+            };
+            (read_body(req, method, route, limit).await?, None)
+        }
     };
-    let body = read_body(req, method, route, limit).await?;
 
     let idempotency = match (route.idempotent, req.headers().get("Idempotency-Key")?) {
         (true, Some(key)) => {
@@ -236,6 +242,7 @@ async fn serve(req: &mut Request, method_name: &str, s: Setup, trace: &mut Trace
         _ => None,
     };
 
+    let unread = Rc::new(RefCell::new(stream));
     let cx = Ctx {
         env: s.env,
         config: s.config,
@@ -246,6 +253,7 @@ async fn serve(req: &mut Request, method_name: &str, s: Setup, trace: &mut Trace
         query: s.query,
         headers: req.headers().clone(),
         body,
+        stream: unread.clone(),
         principal,
         client: s.client,
         now_ms: s.now_ms,
@@ -253,7 +261,7 @@ async fn serve(req: &mut Request, method_name: &str, s: Setup, trace: &mut Trace
         rate: trace.rate.clone(),
     };
 
-    match idempotency {
+    let outcome = match idempotency {
         None => (route.handler)(cx).await,
         Some((scope, key)) => {
             let db = cx.db()?;
@@ -267,7 +275,15 @@ async fn serve(req: &mut Request, method_name: &str, s: Setup, trace: &mut Trace
                 }
             }
         }
+    };
+    // A streamed body the handler refused without taking: read it out. Dropping a taken-out
+    // body unread cancels it, which breaks the connection the request came on (local workerd
+    // then fails the next request), so handlers take the stream only once they will use it.
+    let left = unread.borrow_mut().take();
+    if let Some((mut body, _)) = left {
+        while let Some(Ok(_)) = body.next().await {}
     }
+    outcome
 }
 
 /// Draws `cost` from the limiter object `key` and notes the decision for the response headers.
@@ -303,6 +319,25 @@ pub async fn draw(
 }
 
 /// Reads the body up-front within the size limit; JSON routes insist on a JSON content type.
+/// The `Content-Length` of a body a `streamed` route takes unread: a raw (not
+/// `multipart/form-data`) body that says how long it is. Others are read as usual.
+fn streamable_length(req: &Request, route: &router::Route) -> Result<Option<u64>> {
+    if !route.streamed {
+        return Ok(None);
+    }
+    let headers = req.headers();
+    let multipart = headers
+        .get("Content-Type")?
+        .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("multipart/"));
+    if multipart {
+        return Ok(None);
+    }
+    Ok(headers
+        .get("Content-Length")?
+        .and_then(|n| n.trim().parse().ok())
+        .filter(|n| *n > 0))
+}
+
 async fn read_body(
     req: &mut Request,
     method: Method,

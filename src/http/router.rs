@@ -150,6 +150,9 @@ pub struct Route {
     pub query_token: bool,
     /// A file upload: the raw body (multipart or any type) up to the upload limit.
     pub upload: bool,
+    /// An upload whose raw (non-multipart) body of known length reaches the handler as a stream
+    /// (`Ctx::take_stream`), bounded by the plan's file size limit instead of being read first.
+    pub streamed: bool,
 }
 
 impl Route {
@@ -168,6 +171,7 @@ impl Route {
             metered: false,
             query_token: false,
             upload: false,
+            streamed: false,
             rate: if access == Access::Public {
                 RateClass::None
             } else {
@@ -239,6 +243,11 @@ impl Route {
     }
     pub fn upload(mut self) -> Route {
         self.upload = true;
+        self
+    }
+    pub fn streamed(mut self) -> Route {
+        self.upload = true;
+        self.streamed = true;
         self
     }
     pub fn query_token(mut self) -> Route {

@@ -41,6 +41,16 @@ pub fn sniff(bytes: &[u8], declared: &str) -> Option<&'static str> {
     None
 }
 
+/// `sniff` on the first bytes of a file (`whole` = false) or all of it: a prefix may end inside
+/// a UTF-8 character, so text is judged by its complete characters.
+pub fn sniff_prefix(bytes: &[u8], declared: &str, whole: bool) -> Option<&'static str> {
+    let complete = match std::str::from_utf8(bytes) {
+        Err(e) if !whole && e.error_len().is_none() => &bytes[..e.valid_up_to()],
+        _ => bytes,
+    };
+    sniff(complete, declared)
+}
+
 /// `type/subtype` of a Content-Type, lower case, without parameters.
 pub fn essence(content_type: &str) -> String {
     content_type
@@ -179,6 +189,14 @@ pub fn range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, Unsa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefix_cut_inside_a_character_is_still_text_but_a_whole_file_is_not() {
+        let cut = &"brûlée".as_bytes()[..3];
+        assert_eq!(sniff_prefix(cut, "text/csv", false), Some("text/csv"));
+        assert_eq!(sniff_prefix(cut, "text/csv", true), None);
+        assert_eq!(sniff_prefix(b"\xff\xfe", "text/plain", false), None);
+    }
 
     #[test]
     fn files_are_what_their_bytes_say() {

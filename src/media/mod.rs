@@ -7,10 +7,15 @@ pub mod candidates;
 pub mod jobs;
 pub mod uploads;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
-use worker::{Env, HttpMetadata, Range};
+use worker::{Env, FixedLengthStream, HttpMetadata, Range};
 
 use crate::args;
 use crate::audit;
@@ -45,11 +50,11 @@ pub fn routes() -> Vec<Route> {
         Route::post("/api/v1/media", Access::User, handler!(upload))
             .doc(
                 "media",
-                "Upload a file (multipart `file` + optional `attributes`, or the raw body with its Content-Type)",
+                "Upload a file (multipart `file` + optional `attributes`, or the raw body with its Content-Type; a raw body with a Content-Length is streamed into storage)",
             )
             .created("Media")
             .query(&UPLOAD_QUERY)
-            .upload(),
+            .streamed(),
         Route::get("/api/v1/media", Access::User, handler!(list))
             .doc("media", "The tenant's files, newest first")
             .list("Media")
@@ -190,6 +195,9 @@ fn clean_filename(name: &str) -> String {
 }
 
 async fn upload(cx: Ctx) -> Result<Reply> {
+    if let Some(length) = cx.stream_length() {
+        return upload_streamed(cx, length).await;
+    }
     let content_type = cx.header("Content-Type").unwrap_or_default();
     let (data, declared, filename, attributes): (&[u8], String, String, Value) =
         if bytes::essence(&content_type) == "multipart/form-data" {
@@ -217,14 +225,7 @@ async fn upload(cx: Ctx) -> Result<Reply> {
                 attributes,
             )
         } else {
-            (
-                &cx.body,
-                content_type.clone(),
-                cx.query_nonempty("filename")
-                    .unwrap_or("upload")
-                    .to_string(),
-                json!({}),
-            )
+            (&cx.body, content_type.clone(), raw_filename(&cx), json!({}))
         };
     if data.is_empty() {
         return Err(AppError::field("file", "is empty"));
@@ -234,65 +235,175 @@ async fn upload(cx: Ctx) -> Result<Reply> {
     if size > max {
         return Err(AppError::PayloadTooLarge(max));
     }
-    let sniffed = bytes::sniff(data, &declared).ok_or_else(|| {
+    let sniffed = checked_type(data, &declared, true)?;
+    let tenant_id = cx.tenant_id()?.to_string();
+    let db = cx.db()?;
+    used_storage_allows(&cx, &db, &tenant_id, size).await?;
+    let new = NewMedia::new(&tenant_id, &filename, sniffed, size, attributes);
+    cx.env
+        .bucket(bindings::MEDIA)?
+        .put(&new.key, data.to_vec())
+        .http_metadata(new.http_metadata())
+        .execute()
+        .await?;
+    record(&cx, &db, new, sha256_hex(data)).await
+}
+
+fn raw_filename(cx: &Ctx) -> String {
+    cx.query_nonempty("filename")
+        .unwrap_or("upload")
+        .to_string()
+}
+
+/// Bytes this far into a file decide its type (and, for text, that it looks like text).
+const SNIFF_BYTES: usize = 4096;
+
+/// A raw body streamed into R2 without holding it: the first few KiB decide the type before
+/// anything is stored, the rest is hashed on its way through.
+async fn upload_streamed(cx: Ctx, length: u64) -> Result<Reply> {
+    let declared = cx.header("Content-Type").unwrap_or_default();
+    let tenant_id = cx.tenant_id()?.to_string();
+    let db = cx.db()?;
+    used_storage_allows(&cx, &db, &tenant_id, length).await?;
+    let Some((mut stream, _)) = cx.take_stream() else {
+        return Err(AppError::internal("the streamed body was taken twice"));
+    };
+    let mut head = Vec::new();
+    while head.len() < SNIFF_BYTES {
+        match stream.next().await {
+            Some(chunk) => head.extend(chunk?),
+            None => break,
+        }
+    }
+    let whole = head.len() as u64 >= length;
+    let sniffed = match checked_type(&head, &declared, whole) {
+        Ok(t) => t,
+        Err(e) => {
+            // Read the rest before answering: a body abandoned half-read stalls the connection
+            // (local workerd); draining costs reading, never holding.
+            while let Some(Ok(_)) = stream.next().await {}
+            return Err(e);
+        }
+    };
+    let new = NewMedia::new(&tenant_id, &raw_filename(&cx), sniffed, length, json!({}));
+    let hasher = Rc::new(RefCell::new(Sha256::new()));
+    hasher.borrow_mut().update(&head);
+    let tail_hasher = hasher.clone();
+    let rest = stream.map(move |chunk| {
+        let chunk = chunk?;
+        tail_hasher.borrow_mut().update(&chunk);
+        Ok(chunk)
+    });
+    let body = futures_util::stream::once(async move { Ok(head) }).chain(rest);
+    cx.env
+        .bucket(bindings::MEDIA)?
+        .put(&new.key, FixedLengthStream::wrap(body, length))
+        .http_metadata(new.http_metadata())
+        .execute()
+        .await
+        .map_err(body_length_error)?;
+    let sha = hex::encode(hasher.borrow().clone().finalize());
+    record(&cx, &db, new, sha).await
+}
+
+/// A streamed body that ended before (or ran past) its `Content-Length` is the client's error.
+fn body_length_error(e: worker::Error) -> AppError {
+    if e.to_string().contains("fixed length stream") {
+        AppError::BadRequest(format!("The body does not match its Content-Length: {e}"))
+    } else {
+        AppError::from(e)
+    }
+}
+
+/// The type an upload really has, or 415: not an accepted type, or not the declared one.
+/// `whole` says whether `data` is the entire file or only its first bytes.
+fn checked_type(data: &[u8], declared: &str, whole: bool) -> Result<&'static str> {
+    let sniffed = bytes::sniff_prefix(data, declared, whole).ok_or_else(|| {
         AppError::UnsupportedMediaType(format!(
             "Only {} files are accepted.",
             bytes::ALLOWED.join(", ")
         ))
     })?;
-    if !bytes::declared_matches(&declared, sniffed) {
+    if !bytes::declared_matches(declared, sniffed) {
         return Err(AppError::UnsupportedMediaType(format!(
             "The file says it is {} but its bytes are {sniffed}.",
-            bytes::essence(&declared)
+            bytes::essence(declared)
         )));
     }
-    let tenant_id = cx.tenant_id()?.to_string();
-    let db = cx.db()?;
-    used_storage_allows(&cx, &db, &tenant_id, size).await?;
-    let id = ids::new_id("med");
-    let key = format!("tenants/{tenant_id}/media/{id}");
-    let sha = sha256_hex(data);
-    cx.env
-        .bucket(bindings::MEDIA)?
-        .put(&key, data.to_vec())
-        .http_metadata(HttpMetadata {
-            content_type: Some(sniffed.to_string()),
+    Ok(sniffed)
+}
+
+/// A media file about to be stored: where, and the row that will describe it.
+struct NewMedia {
+    id: String,
+    key: String,
+    filename: String,
+    content_type: &'static str,
+    size: u64,
+    attributes: Value,
+}
+
+impl NewMedia {
+    fn new(
+        tenant_id: &str,
+        filename: &str,
+        content_type: &'static str,
+        size: u64,
+        attributes: Value,
+    ) -> NewMedia {
+        let id = ids::new_id("med");
+        NewMedia {
+            key: format!("tenants/{tenant_id}/media/{id}"),
+            id,
+            filename: clean_filename(filename),
+            content_type,
+            size,
+            attributes,
+        }
+    }
+
+    fn http_metadata(&self) -> HttpMetadata {
+        HttpMetadata {
+            content_type: Some(self.content_type.to_string()),
             ..Default::default()
-        })
-        .execute()
-        .await?;
-    let filename = clean_filename(&filename);
+        }
+    }
+}
+
+/// Records a stored object (and its audit entry); removes the object if that fails, so no file
+/// is left that nobody can see.
+async fn record(cx: &Ctx, db: &Db, new: NewMedia, sha: String) -> Result<Reply> {
+    let tenant_id = cx.tenant_id()?;
     let inserted = db
         .batch(vec![
             db.stmt(
                 "INSERT INTO media (id, tenant_id, filename, content_type, size, sha256, r2_key, \
                  attributes, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 &args![
-                    id.as_str(),
-                    tenant_id.as_str(),
-                    filename.as_str(),
-                    sniffed,
-                    size as i64,
+                    new.id.as_str(),
+                    tenant_id,
+                    new.filename.as_str(),
+                    new.content_type,
+                    new.size as i64,
                     sha.as_str(),
-                    key.as_str(),
-                    attributes.to_string(),
+                    new.key.as_str(),
+                    new.attributes.to_string(),
                     cx.principal()?.user_id.clone(),
                     cx.now()
                 ],
             )?,
-            audit::entry(&cx, "media.uploaded")
-                .target("media", id.as_str())
-                .meta(json!({"filename": filename, "size": size, "content_type": sniffed}))
-                .stmt(&db)?,
+            audit::entry(cx, "media.uploaded")
+                .target("media", new.id.as_str())
+                .meta(json!({"filename": new.filename, "size": new.size, "content_type": new.content_type}))
+                .stmt(db)?,
         ])
         .await;
     if let Err(e) = inserted {
-        // Do not leave an object nobody can see.
-        let _ = cx.env.bucket(bindings::MEDIA)?.delete(&key).await;
+        let _ = cx.env.bucket(bindings::MEDIA)?.delete(&new.key).await;
         return Err(e);
     }
-    let row = find(&db, &tenant_id, &id).await?;
-    Reply::created(&row.view(), Some(format!("/api/v1/media/{id}")))
+    let row = find(db, tenant_id, &new.id).await?;
+    Reply::created(&row.view(), Some(format!("/api/v1/media/{}", new.id)))
 }
 
 async fn used_storage_allows(cx: &Ctx, db: &Db, tenant_id: &str, adding: u64) -> Result<()> {

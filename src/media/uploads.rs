@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
-use worker::{HttpMetadata, Range, UploadedPart};
+use worker::{Data, FixedLengthStream, HttpMetadata, Range, UploadedPart};
 
-use super::{bytes, clean_filename, find, used_storage_allows};
+use super::{body_length_error, bytes, clean_filename, find, used_storage_allows, SNIFF_BYTES};
 use crate::args;
 use crate::audit;
 use crate::handler;
@@ -34,10 +34,10 @@ pub fn routes() -> Vec<Route> {
         )
         .doc(
             "media",
-            "Upload part 1–10000 (raw body; every part but the last ≥ 5 MiB and of one size)",
+            "Upload part 1–10000 (raw body, streamed; every part but the last ≥ 5 MiB and of one size)",
         )
         .ok("Upload")
-        .upload(),
+        .streamed(),
         Route::post(
             "/api/v1/media/uploads/:id/complete",
             Access::User,
@@ -196,18 +196,27 @@ async fn put_part(cx: Ctx) -> Result<Reply> {
         .ok()
         .filter(|n| (1..=10_000).contains(n))
         .ok_or_else(|| AppError::field("part", "must be a part number from 1 to 10000"))?;
-    if cx.body.is_empty() {
-        return Err(AppError::field("body", "a part cannot be empty"));
-    }
     let db = cx.db()?;
     let tenant_id = cx.tenant_id()?;
     let row = load(&db, tenant_id, cx.param("id")).await?;
     open_only(&row)?;
+    // A part with a Content-Length streams through; one without it was read first. Taken only
+    // now: a refused part's body is left to the dispatcher, which reads it out.
+    let (data, size): (Data, u64) = match cx.take_stream() {
+        Some((stream, length)) => (FixedLengthStream::wrap(stream, length).into(), length),
+        None if cx.body.is_empty() => {
+            return Err(AppError::field("body", "a part cannot be empty"))
+        }
+        None => (cx.body.clone().into(), cx.body.len() as u64),
+    };
     let upload = cx
         .env
         .bucket(bindings::MEDIA)?
         .resume_multipart_upload(&row.r2_key, &row.upload_id)?;
-    let uploaded = upload.upload_part(part, cx.body.clone()).await?;
+    let uploaded = upload
+        .upload_part(part, data)
+        .await
+        .map_err(body_length_error)?;
     // Each part is its own key in the JSON map, so concurrent parts do not overwrite each other.
     db.run(
         "UPDATE media_uploads SET parts = json_set(parts, ?3, json(?4)), updated_at = ?5 \
@@ -216,7 +225,7 @@ async fn put_part(cx: Ctx) -> Result<Reply> {
             row.id.as_str(),
             tenant_id,
             format!("$.\"{part}\""),
-            json!({"etag": uploaded.etag(), "size": cx.body.len()}).to_string(),
+            json!({"etag": uploaded.etag(), "size": size}).to_string(),
             cx.now()
         ],
     )
@@ -265,7 +274,9 @@ async fn complete(cx: Ctx) -> Result<Reply> {
     // Check the assembled file as a single upload would be checked, reading it in chunks.
     let head = bucket
         .get(&row.r2_key)
-        .range(Range::Prefix { length: 4096 })
+        .range(Range::Prefix {
+            length: SNIFF_BYTES as u64,
+        })
         .execute()
         .await?
         .ok_or(AppError::NotFound)?
@@ -273,12 +284,7 @@ async fn complete(cx: Ctx) -> Result<Reply> {
         .ok_or(AppError::NotFound)?
         .bytes()
         .await?;
-    // The 4 KiB prefix may end inside a UTF-8 character; judge text by its complete characters.
-    let head = match std::str::from_utf8(&head) {
-        Err(e) if e.error_len().is_none() => &head[..e.valid_up_to()],
-        _ => &head[..],
-    };
-    let sniffed = bytes::sniff(head, &row.content_type)
+    let sniffed = bytes::sniff_prefix(&head, &row.content_type, head.len() as u64 >= size)
         .filter(|s| bytes::declared_matches(&row.content_type, s));
     let Some(sniffed) = sniffed else {
         bucket.delete(&row.r2_key).await?;

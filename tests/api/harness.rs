@@ -101,7 +101,7 @@ fn start() -> Server {
         "JWT_SECRET=\"{jwt_secret}\"\nENCRYPTION_KEY=\"{}\"\nADMIN_EMAIL=\"{admin_email}\"\n\
          ADMIN_PASSWORD=\"{admin_password}\"\nDEMO_PASSWORD=\"{demo_password}\"\n\
          ALLOWED_ORIGINS=\"https://app.example.com\"\nGRAPH_API_BASE=\"{mock}\"\n\
-         SEND_RATE_PER_SEC=\"2\"\nOCR_API_URL=\"{mock}/ocr\"\nMEDIA_MAX_BYTES=\"6291456\"\nMEDIA_MAX_BYTES_STARTER=\"7340032\"\n\
+         SEND_RATE_PER_SEC=\"2\"\nOCR_API_URL=\"{mock}/ocr\"\nMEDIA_MAX_BYTES=\"6291456\"\nMEDIA_MAX_BYTES_STARTER=\"7340032\"\nUPLOAD_MAX_REQUEST_BYTES=\"1048576\"\n\
          STORAGE_QUOTA_BYTES=\"12582912\"\n",
         random_hex(32)
     );

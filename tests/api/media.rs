@@ -198,6 +198,12 @@ async fn wrong_bytes_are_415_oversized_files_413_and_the_storage_quota_402() {
         .send()
         .await
         .problem(402, "quota_exceeded");
+    // The refused body was read out: the connection still serves the next request.
+    get("/api/v1/media")
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(200);
 }
 
 #[tokio::test]
@@ -221,6 +227,61 @@ async fn the_file_size_limit_follows_the_tenants_plan() {
         .expect(200);
     let stored = send().await.expect(201);
     assert_eq!(stored.data()["size"], file.len());
+    let back = get(&format!(
+        "/api/v1/media/{}/download",
+        stored.data()["id"].as_str().unwrap()
+    ))
+    .token(&owner.access)
+    .send()
+    .await
+    .expect(200);
+    assert_eq!(
+        stored.data()["sha256"],
+        hex::encode(sha2::Sha256::digest(&back.bytes)).as_str()
+    );
+    assert!(back.bytes == file);
+}
+
+#[tokio::test]
+async fn raw_bodies_stream_past_the_in_memory_limit_that_bounds_multipart_forms() {
+    // The harness holds at most 1 MiB of a request in memory; raw bodies are streamed to R2.
+    let owner = register().await;
+    let mut csv = "sku,name,price\n".to_string();
+    let mut n = 0;
+    while csv.len() < 3 * 1024 * 1024 {
+        csv.push_str(&format!("SKU-{n:07},Crème brûlée dish,4.50\n"));
+        n += 1;
+    }
+    let streamed = post("/api/v1/media?filename=catalogue.csv")
+        .token(&owner.access)
+        .raw(csv.as_bytes(), "text/csv; charset=utf-8")
+        .send()
+        .await
+        .expect(201);
+    assert_eq!(streamed.data()["content_type"], "text/csv");
+    assert_eq!(streamed.data()["size"], csv.len());
+    assert_eq!(
+        streamed.data()["sha256"],
+        hex::encode(sha2::Sha256::digest(csv.as_bytes())).as_str()
+    );
+    upload(&owner, "catalogue.csv", "text/csv", csv.as_bytes())
+        .await
+        .problem(413, "payload_too_large");
+    // A streamed body is still refused by its first bytes before anything is stored.
+    let mut fake = b"MZ\x90\x00".to_vec();
+    fake.resize(2 * 1024 * 1024, 0);
+    post("/api/v1/media?filename=report.pdf")
+        .token(&owner.access)
+        .raw(&fake, "application/pdf")
+        .send()
+        .await
+        .problem(415, "unsupported_media_type");
+    let files = get("/api/v1/media")
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(files.data().as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -607,8 +668,9 @@ async fn a_multipart_upload_assembles_parts_into_one_checked_file() {
     assert_eq!(tail.bytes, second.as_bytes());
     complete().await.problem(409, "conflict");
 
+    // Refused parts are read out, not left hanging: the next requests still get answers.
     let other = register().await;
-    put_part(3, b"x".to_vec(), other.access.clone())
+    put_part(3, vec![b'x'; 2 * 1024 * 1024], other.access.clone())
         .await
         .problem(404, "not_found");
     post(&format!("/api/v1/media/uploads/{id}/complete"))
@@ -668,10 +730,15 @@ async fn a_multipart_upload_assembles_parts_into_one_checked_file() {
         .expect(204);
     put(&format!("/api/v1/media/uploads/{later}/parts/1"))
         .token(&owner.access)
-        .raw(PNG, "application/octet-stream")
+        .raw(&vec![0u8; 2 * 1024 * 1024], "application/octet-stream")
         .send()
         .await
         .problem(409, "conflict");
+    get("/api/v1/media")
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(200);
 }
 
 /// The "done": the seeded shop tenant's files, finished job and products are there, and
