@@ -598,17 +598,21 @@ async fn another_tenants_media_links_jobs_and_products_are_not_found() {
     assert!(listed.data().as_array().unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn a_multipart_upload_assembles_parts_into_one_checked_file() {
-    let owner = register().await;
+async fn start_upload(s: &Session, filename: &str, content_type: &str) -> String {
     let r = post("/api/v1/media/uploads")
-        .token(&owner.access)
-        .json(json!({"filename": "big.csv", "content_type": "text/csv"}))
+        .token(&s.access)
+        .json(json!({"filename": filename, "content_type": content_type}))
         .send()
         .await
         .expect(201);
     assert_eq!(r.data()["status"], "open");
-    let id = r.data()["id"].as_str().unwrap().to_string();
+    r.data()["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_multipart_upload_assembles_parts_into_one_checked_file() {
+    let owner = register().await;
+    let id = start_upload(&owner, "big.csv", "text/csv").await;
     let put_part = |n: u32, body: Vec<u8>, token: String| {
         let path = format!("/api/v1/media/uploads/{id}/parts/{n}");
         async move {
@@ -686,13 +690,7 @@ async fn a_multipart_upload_assembles_parts_into_one_checked_file() {
         .problem(422, "validation_failed");
 
     // Bytes that are not what the upload said: 415 at completion, and the upload is over.
-    let r = post("/api/v1/media/uploads")
-        .token(&owner.access)
-        .json(json!({"filename": "scan.pdf", "content_type": "application/pdf"}))
-        .send()
-        .await
-        .expect(201);
-    let fake = r.data()["id"].as_str().unwrap().to_string();
+    let fake = start_upload(&owner, "scan.pdf", "application/pdf").await;
     put(&format!("/api/v1/media/uploads/{fake}/parts/1"))
         .token(&owner.access)
         .raw(b"MZ\x90\x00 not a pdf", "application/octet-stream")
@@ -711,13 +709,7 @@ async fn a_multipart_upload_assembles_parts_into_one_checked_file() {
         .problem(409, "conflict");
 
     // Abort: the upload ends and its parts are dropped.
-    let r = post("/api/v1/media/uploads")
-        .token(&owner.access)
-        .json(json!({"filename": "later.png", "content_type": "image/png"}))
-        .send()
-        .await
-        .expect(201);
-    let later = r.data()["id"].as_str().unwrap().to_string();
+    let later = start_upload(&owner, "later.png", "image/png").await;
     delete(&format!("/api/v1/media/uploads/{later}"))
         .token(&other.access)
         .send()
