@@ -63,7 +63,8 @@ pub fn routes() -> Vec<Route> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessMedia {
-    /// `extract_text` or `ocr`.
+    /// `extract_text` (PDF text layer, text and CSV files) or `ocr` (images).
+    #[schema(pattern = "^(extract_text|ocr)$")]
     pub kind: String,
 }
 

@@ -143,6 +143,7 @@ const COLUMNS: &str = "media.id, media.filename, media.content_type, media.size,
 #[serde(deny_unknown_fields)]
 pub struct CreateLink {
     /// Seconds until the link stops working (1–604800).
+    #[schema(minimum = 1, maximum = 604800)]
     pub expires_in: i64,
 }
 

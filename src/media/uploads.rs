@@ -57,8 +57,10 @@ pub fn routes() -> Vec<Route> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUpload {
+    #[schema(min_length = 1, max_length = 255)]
     pub filename: String,
     /// What the file will be; checked against its bytes on completion.
+    #[schema(pattern = "^(image/(png|jpeg|gif|webp)|application/pdf|text/(plain|csv))(;.*)?$")]
     pub content_type: String,
 }
 

@@ -100,26 +100,42 @@ pub struct CreatedProducts(pub Vec<Product>);
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProduct {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub sku: String,
     /// Minor units, ≥ 0.
+    #[schema(minimum = 0, maximum = 1000000000000.0)]
     pub price: i64,
+    /// ISO 4217.
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: String,
+    #[schema(minimum = 0, maximum = 1000000000)]
     pub quantity: Option<i64>,
     pub category: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub attributes: Option<Value>,
+    #[schema(pattern = "^(draft|active|archived)$")]
     pub status: Option<String>,
+    /// Ids of the tenant's media files.
+    #[schema(max_items = 20)]
     pub media_ids: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProduct {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub sku: Option<String>,
+    /// Minor units, ≥ 0.
+    #[schema(minimum = 0, maximum = 1000000000000.0)]
     pub price: Option<i64>,
+    /// ISO 4217.
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
+    #[schema(minimum = 0, maximum = 1000000000)]
     pub quantity: Option<i64>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "j::double_option")]
@@ -127,15 +143,20 @@ pub struct UpdateProduct {
     pub category: Option<Option<String>>,
     #[schema(value_type = Option<Object>)]
     pub attributes: Option<Value>,
+    #[schema(pattern = "^(draft|active|archived)$")]
     pub status: Option<String>,
+    /// Ids of the tenant's media files.
+    #[schema(max_items = 20)]
     pub media_ids: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FromCandidates {
+    #[schema(min_length = 1)]
     pub job_id: String,
     /// Indexes into the job's `result.product_candidates`.
+    #[schema(min_items = 1, max_items = 100)]
     pub candidates: Vec<usize>,
 }
 
@@ -193,6 +214,9 @@ async fn find(db: &Db, tenant_id: &str, id: &str) -> Result<Product> {
     Ok(row.into())
 }
 
+/// The largest price in minor units (the schemas' `maximum` says the same).
+const MAX_PRICE: i64 = 1_000_000_000_000;
+
 fn sku(v: &str) -> std::result::Result<String, String> {
     let v = v.trim();
     if (1..=64).contains(&v.len())
@@ -225,7 +249,7 @@ fn check(f: &Fields, checks: &mut Checks) {
     if let Err(m) = sku(&f.sku) {
         checks.add("sku", m);
     }
-    if !(0..=1_000_000_000_000).contains(&f.price) {
+    if !(0..=MAX_PRICE).contains(&f.price) {
         checks.add("price", "must be a whole number of minor units from 0");
     }
     if !CURRENCIES.contains(&f.currency.as_str()) {
@@ -516,6 +540,16 @@ async fn from_candidates(cx: Ctx) -> Result<Reply> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_price_limits_are_the_checked_ones() {
+        let doc = crate::docs::document();
+        for dto in ["CreateProduct", "UpdateProduct"] {
+            let price = &doc["components"]["schemas"][dto]["properties"]["price"];
+            assert_eq!(price["minimum"], 0, "{dto}");
+            assert_eq!(price["maximum"].as_f64(), Some(MAX_PRICE as f64), "{dto}");
+        }
+    }
 
     #[test]
     fn skus_and_candidate_skus() {
