@@ -29,12 +29,28 @@ use crate::platform::crypto::{constant_time_eq, hmac_sha256, sha256_hex};
 use crate::platform::db::{Arg, Db, Filter};
 use crate::platform::{bindings, clock, ids};
 
-const KINDS: [&str; 3] = ["image", "document", "text"];
+/// `?type=`: a family of files, or one exact type.
+const KINDS: [&str; 10] = [
+    "image",
+    "document",
+    "text",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+    "text/csv",
+];
 
 const LIST_QUERY: [QueryDoc; 5] = [
     PAGING[0],
     PAGING[1],
-    q_enum("type", &KINDS, "image/*, application/pdf, or text/*."),
+    q_enum(
+        "type",
+        &KINDS,
+        "`image` (image/*), `document` (PDF), `text` (text/*), or one exact content type.",
+    ),
     q("from", "string", "Uploaded at or after (RFC 3339)."),
     q("to", "string", "Uploaded before (RFC 3339)."),
 ];
@@ -443,8 +459,11 @@ async fn list(cx: Ctx) -> Result<Reply> {
         Some("document") => {
             f.and("media.content_type = 'application/pdf'", args![]);
         }
-        Some(_) => {
+        Some("text") => {
             f.and("media.content_type LIKE 'text/%'", args![]);
+        }
+        Some(exact) => {
+            f.and("media.content_type = ?", args![exact.to_string()]);
         }
         None => {}
     }

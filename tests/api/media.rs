@@ -149,6 +149,18 @@ async fn an_upload_round_trips_with_the_same_sha256_and_serves_ranges() {
         .await
         .expect(200);
     assert_eq!(docs.data().as_array().unwrap().len(), 1);
+    let csvs = get("/api/v1/media?type=text/csv")
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(csvs.data()[0]["filename"], "list.csv");
+    assert_eq!(csvs.data().as_array().unwrap().len(), 1);
+    get("/api/v1/media?type=video")
+        .token(&owner.access)
+        .send()
+        .await
+        .problem(422, "validation_failed");
     delete(&format!("/api/v1/media/{id}"))
         .token(&owner.access)
         .send()
