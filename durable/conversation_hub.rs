@@ -48,7 +48,15 @@ impl DurableObject for ConversationHub {
             pair.server.serialize_attachment(Attachment { user_id })?;
             pair.server
                 .send_with_str(json!({"type": "connected"}).to_string())?;
-            return Response::from_websocket(pair.client);
+            let response = Response::from_websocket(pair.client)?;
+            return match req.headers().get("Sec-WebSocket-Protocol")? {
+                Some(protocol) => {
+                    let headers = worker::Headers::new();
+                    headers.set("Sec-WebSocket-Protocol", &protocol)?;
+                    Ok(response.with_headers(headers))
+                }
+                None => Ok(response),
+            };
         }
         Response::error("not found", 404)
     }

@@ -183,9 +183,18 @@ async fn serve(req: &mut Request, method_name: &str, s: Setup, trace: &mut Trace
     let principal = if route.access == Access::Public {
         None
     } else {
-        let token_in_query = route.query_token && req.headers().get("Authorization")?.is_none();
-        let headers = match s.query.iter().find(|(k, _)| k == "access_token") {
-            Some((_, token)) if token_in_query => {
+        let token_elsewhere = route.query_token && req.headers().get("Authorization")?.is_none();
+        let query_token = s
+            .query
+            .iter()
+            .find(|(k, _)| k == "access_token")
+            .map(|(_, t)| t.clone());
+        let protocol_token = req
+            .headers()
+            .get("Sec-WebSocket-Protocol")?
+            .and_then(|p| router::bearer_subprotocol(&p));
+        let headers = match query_token.or(protocol_token) {
+            Some(token) if token_elsewhere => {
                 let h = worker::Headers::new();
                 h.set("Authorization", &format!("Bearer {token}"))?;
                 h

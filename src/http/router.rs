@@ -146,13 +146,25 @@ pub struct Route {
     pub csv: bool,
     /// Counts against a plan quota: may answer 402 `quota_exceeded`.
     pub metered: bool,
-    /// Also accepts the access token as `?access_token=` (WebSocket clients cannot set headers).
+    /// Also accepts the access token as `?access_token=` or as the WebSocket subprotocols
+    /// `bearer, <token>` (browser WebSocket clients cannot set headers).
     pub query_token: bool,
     /// A file upload: the raw body (multipart or any type) up to the upload limit.
     pub upload: bool,
     /// An upload whose raw (non-multipart) body of known length reaches the handler as a stream
     /// (`Ctx::take_stream`), bounded by the plan's file size limit instead of being read first.
     pub streamed: bool,
+}
+
+/// The token in `Sec-WebSocket-Protocol: bearer, <token>` (what a browser sends for
+/// `new WebSocket(url, ["bearer", token])`).
+pub fn bearer_subprotocol(header: &str) -> Option<String> {
+    let mut protocols = header.split(',').map(str::trim);
+    protocols.find(|p| p.eq_ignore_ascii_case("bearer"))?;
+    protocols
+        .next()
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
 }
 
 impl Route {
@@ -380,6 +392,17 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bearer_subprotocol_carries_the_token() {
+        assert_eq!(
+            bearer_subprotocol("bearer, abc.def"),
+            Some("abc.def".into())
+        );
+        assert_eq!(bearer_subprotocol("json, Bearer,x"), Some("x".into()));
+        assert_eq!(bearer_subprotocol("bearer"), None);
+        assert_eq!(bearer_subprotocol("chat, abc"), None);
+    }
 
     fn h(_: Ctx) -> HandlerFuture {
         Box::pin(async { Ok(Reply::no_content()) })

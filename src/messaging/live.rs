@@ -17,7 +17,7 @@ use crate::platform::bindings;
 const LIVE_QUERY: [QueryDoc; 1] = [q(
     "access_token",
     "string",
-    "The access token, for WebSocket clients that cannot send an Authorization header.",
+    "The access token, for WebSocket clients that cannot send an Authorization header (or send subprotocols `bearer, <token>`).",
 )];
 
 pub fn routes() -> Vec<Route> {
@@ -53,6 +53,14 @@ async fn connect(cx: Ctx) -> Result<Reply> {
         "X-User-Id",
         cx.principal()?.user_id.as_deref().unwrap_or(""),
     )?;
+    // A client that sent its token as subprotocols must get `bearer` back, or it drops the socket.
+    let offered = cx.header("Sec-WebSocket-Protocol").unwrap_or_default();
+    if offered
+        .split(',')
+        .any(|p| p.trim().eq_ignore_ascii_case("bearer"))
+    {
+        headers.set("Sec-WebSocket-Protocol", "bearer")?;
+    }
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
     let stub = cx

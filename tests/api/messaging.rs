@@ -577,6 +577,30 @@ async fn an_agent_sees_a_new_inbound_message_live_over_the_websocket() {
     assert_eq!(event["data"]["text"], "second");
     assert_eq!(event["conversation_id"], c["id"]);
 
+    // A browser sends its token as subprotocols (`new WebSocket(url, ["bearer", token])`) and
+    // must get `bearer` back.
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!(
+        "{}/api/v1/conversations/{}/live",
+        server().base.replace("http://", "ws://"),
+        c["id"].as_str().unwrap()
+    )
+    .into_client_request()
+    .unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        format!("bearer, {}", inbox.owner.access).parse().unwrap(),
+    );
+    let (mut browser, answer) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("websocket upgrade with the token as subprotocol");
+    assert_eq!(
+        answer.headers().get("Sec-WebSocket-Protocol").unwrap(),
+        "bearer"
+    );
+    let hello = browser.next().await.unwrap().unwrap();
+    assert!(hello.to_text().unwrap().contains("connected"));
+
     // Without a token, or for another tenant, there is no upgrade.
     let other = register().await;
     let path = format!("/api/v1/conversations/{}/live", c["id"].as_str().unwrap());
