@@ -433,6 +433,25 @@ async fn extract_text_on_a_price_list_pdf_yields_candidates_that_become_products
 }
 
 #[tokio::test]
+async fn a_pdf_without_a_readable_text_layer_fails_its_job_with_the_reason() {
+    let owner = register().await;
+    let id = uploaded(
+        &owner,
+        "scan.pdf",
+        "application/pdf",
+        b"%PDF-1.4\n% a header and nothing a reader can use\n",
+    )
+    .await;
+    let job = run_job(&owner, &id, "extract_text").await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["result"], Value::Null, "{job}");
+    assert!(
+        job["error"].as_str().unwrap().contains("text layer"),
+        "{job}"
+    );
+}
+
+#[tokio::test]
 async fn ocr_reads_images_through_the_ocr_service_and_a_failing_service_fails_the_job() {
     let owner = register().await;
     let id = uploaded(&owner, "label.png", "image/png", PNG).await;
