@@ -51,6 +51,38 @@ pub fn sniff_prefix(bytes: &[u8], declared: &str, whole: bool) -> Option<&'stati
     sniff(complete, declared)
 }
 
+/// Checks text that arrives in chunks: UTF-8 without NULs, whatever the chunk boundaries.
+#[derive(Debug, Clone, Default)]
+pub struct TextCheck {
+    /// The start of a character the last chunk cut.
+    carry: Vec<u8>,
+    broken: bool,
+}
+
+impl TextCheck {
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if self.broken {
+            return;
+        }
+        if chunk.contains(&0) {
+            self.broken = true;
+            return;
+        }
+        let mut joined = std::mem::take(&mut self.carry);
+        joined.extend_from_slice(chunk);
+        match std::str::from_utf8(&joined) {
+            Ok(_) => {}
+            Err(e) if e.error_len().is_none() => self.carry = joined[e.valid_up_to()..].to_vec(),
+            Err(_) => self.broken = true,
+        }
+    }
+
+    /// Whether everything fed so far is text, ending on a whole character.
+    pub fn is_text(&self) -> bool {
+        !self.broken && self.carry.is_empty()
+    }
+}
+
 /// `type/subtype` of a Content-Type, lower case, without parameters.
 pub fn essence(content_type: &str) -> String {
     content_type
@@ -189,6 +221,29 @@ pub fn range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, Unsa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_checked_in_chunks_survives_cut_characters_and_catches_bad_bytes_anywhere() {
+        let text = "Crème brûlée, 4,50 €\n".repeat(50);
+        for size in [1, 2, 3, 7, 64] {
+            let mut check = TextCheck::default();
+            for chunk in text.as_bytes().chunks(size) {
+                check.feed(chunk);
+            }
+            assert!(check.is_text(), "chunks of {size}");
+        }
+        let mut late_nul = TextCheck::default();
+        late_nul.feed(b"name,price\n");
+        late_nul.feed(b"a\0b");
+        assert!(!late_nul.is_text());
+        let mut bad = TextCheck::default();
+        bad.feed(b"ok ");
+        bad.feed(b"\xff\xfe");
+        assert!(!bad.is_text());
+        let mut cut_at_end = TextCheck::default();
+        cut_at_end.feed(&"é".as_bytes()[..1]);
+        assert!(!cut_at_end.is_text());
+    }
 
     #[test]
     fn a_prefix_cut_inside_a_character_is_still_text_but_a_whole_file_is_not() {

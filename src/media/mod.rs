@@ -303,24 +303,42 @@ async fn upload_streamed(cx: Ctx, length: u64) -> Result<Reply> {
         }
     };
     let new = NewMedia::new(&tenant_id, &raw_filename(&cx), sniffed, length, json!({}));
-    let hasher = Rc::new(RefCell::new(Sha256::new()));
-    hasher.borrow_mut().update(&head);
-    let tail_hasher = hasher.clone();
+    // Hashed on the way through; text is also checked to stay text past the first bytes (the
+    // whole body is still stored and then removed if not, so the request is read to its end).
+    let seen = Rc::new(RefCell::new((
+        Sha256::new(),
+        sniffed.starts_with("text/").then(bytes::TextCheck::default),
+    )));
+    seen.borrow_mut().0.update(&head);
+    if let Some(check) = seen.borrow_mut().1.as_mut() {
+        check.feed(&head);
+    }
+    let tail = seen.clone();
     let rest = stream.map(move |chunk| {
         let chunk = chunk?;
-        tail_hasher.borrow_mut().update(&chunk);
+        let mut seen = tail.borrow_mut();
+        seen.0.update(&chunk);
+        if let Some(check) = seen.1.as_mut() {
+            check.feed(&chunk);
+        }
         Ok(chunk)
     });
     let body = futures_util::stream::once(async move { Ok(head) }).chain(rest);
-    cx.env
-        .bucket(bindings::MEDIA)?
+    let bucket = cx.env.bucket(bindings::MEDIA)?;
+    bucket
         .put(&new.key, FixedLengthStream::wrap(body, length))
         .http_metadata(new.http_metadata())
         .execute()
         .await
         .map_err(body_length_error)?;
-    let sha = hex::encode(hasher.borrow().clone().finalize());
-    record(&cx, &db, new, sha).await
+    let (hasher, check) = seen.borrow().clone();
+    if check.is_some_and(|c| !c.is_text()) {
+        bucket.delete(&new.key).await?;
+        return Err(AppError::UnsupportedMediaType(format!(
+            "The file starts as {sniffed} but is not text all the way through (UTF-8 without NUL)."
+        )));
+    }
+    record(&cx, &db, new, hex::encode(hasher.finalize())).await
 }
 
 /// A streamed body that ended before (or ran past) its `Content-Length` is the client's error.

@@ -288,17 +288,20 @@ async fn complete(cx: Ctx) -> Result<Reply> {
         .await?;
     let sniffed = bytes::sniff_prefix(&head, &row.content_type, head.len() as u64 >= size)
         .filter(|s| bytes::declared_matches(&row.content_type, s));
-    let Some(sniffed) = sniffed else {
+    let refuse = || async {
         bucket.delete(&row.r2_key).await?;
         db.run(
             "UPDATE media_uploads SET status = 'aborted', updated_at = ?2 WHERE id = ?1",
             &args![row.id.as_str(), cx.now()],
         )
         .await?;
-        return Err(AppError::UnsupportedMediaType(format!(
+        Err(AppError::UnsupportedMediaType(format!(
             "The assembled file is not {}.",
             row.content_type
-        )));
+        )))
+    };
+    let Some(sniffed) = sniffed else {
+        return refuse().await;
     };
     let object = bucket
         .get(&row.r2_key)
@@ -307,8 +310,16 @@ async fn complete(cx: Ctx) -> Result<Reply> {
         .ok_or(AppError::NotFound)?;
     let mut stream = object.body().ok_or(AppError::NotFound)?.stream()?;
     let mut hasher = Sha256::new();
+    let mut text = sniffed.starts_with("text/").then(bytes::TextCheck::default);
     while let Some(chunk) = stream.next().await {
-        hasher.update(chunk?);
+        let chunk = chunk?;
+        hasher.update(&chunk);
+        if let Some(check) = text.as_mut() {
+            check.feed(&chunk);
+        }
+    }
+    if text.is_some_and(|c| !c.is_text()) {
+        return refuse().await;
     }
     let sha = hex::encode(hasher.finalize());
     let media_id = row

@@ -279,6 +279,15 @@ async fn raw_bodies_stream_past_the_in_memory_limit_that_bounds_multipart_forms(
     upload(&owner, "catalogue.csv", "text/csv", csv.as_bytes())
         .await
         .problem(413, "payload_too_large");
+    // Text must stay text past the first bytes the type is decided on.
+    let mut late_binary = csv.as_bytes()[..2 * 1024 * 1024].to_vec();
+    late_binary[1024 * 1024] = 0;
+    post("/api/v1/media?filename=tampered.csv")
+        .token(&owner.access)
+        .raw(&late_binary, "text/csv")
+        .send()
+        .await
+        .problem(415, "unsupported_media_type");
     // A streamed body is still refused by its first bytes before anything is stored.
     let mut fake = b"MZ\x90\x00".to_vec();
     fake.resize(2 * 1024 * 1024, 0);
@@ -738,6 +747,23 @@ async fn a_multipart_upload_assembles_parts_into_one_checked_file() {
         .send()
         .await
         .problem(409, "conflict");
+
+    // Text that turns binary past the sniffed first 4 KiB is refused too.
+    let tampered = start_upload(&owner, "late.csv", "text/csv").await;
+    let mut body = "name,price\n".to_string().into_bytes();
+    body.resize(10_000, b'a');
+    body[9_000] = 0;
+    put(&format!("/api/v1/media/uploads/{tampered}/parts/1"))
+        .token(&owner.access)
+        .raw(&body, "application/octet-stream")
+        .send()
+        .await
+        .expect(200);
+    post(&format!("/api/v1/media/uploads/{tampered}/complete"))
+        .token(&owner.access)
+        .send()
+        .await
+        .problem(415, "unsupported_media_type");
 
     // Abort: the upload ends and its parts are dropped.
     let later = start_upload(&owner, "later.png", "image/png").await;
