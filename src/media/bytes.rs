@@ -1,6 +1,8 @@
 //! Pure byte-level helpers for uploads and downloads: what a file really is (magic numbers),
 //! `multipart/form-data` bodies, and `Range` headers.
 
+use sha2::{Digest, Sha256};
+
 /// The content types an upload may have, as sniffed from its bytes.
 pub const ALLOWED: [&str; 7] = [
     "image/png",
@@ -80,6 +82,39 @@ impl TextCheck {
     /// Whether everything fed so far is text, ending on a whole character.
     pub fn is_text(&self) -> bool {
         !self.broken && self.carry.is_empty()
+    }
+}
+
+/// What reading a file through establishes: its sha256 and, for text, that it stays text to
+/// the end. Fed chunk by chunk, so the file is never held whole.
+#[derive(Debug, Clone)]
+pub struct FileDigest {
+    hasher: Sha256,
+    text: Option<TextCheck>,
+}
+
+impl FileDigest {
+    /// For a file whose first bytes were sniffed as `content_type`.
+    pub fn new(content_type: &str) -> FileDigest {
+        FileDigest {
+            hasher: Sha256::new(),
+            text: content_type.starts_with("text/").then(TextCheck::default),
+        }
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) {
+        self.hasher.update(chunk);
+        if let Some(text) = self.text.as_mut() {
+            text.feed(chunk);
+        }
+    }
+
+    /// The hex sha256, or `None` when a text file turned out not to be text.
+    pub fn finish(self) -> Option<String> {
+        if self.text.is_some_and(|t| !t.is_text()) {
+            return None;
+        }
+        Some(hex::encode(self.hasher.finalize()))
     }
 }
 
@@ -221,6 +256,20 @@ pub fn range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, Unsa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_digest_hashes_any_file_and_refuses_text_that_stops_being_text() {
+        let mut png = FileDigest::new("image/png");
+        png.feed(b"\x89PNG\0");
+        png.feed(b"\xff");
+        let mut whole = Sha256::new();
+        whole.update(b"\x89PNG\0\xff");
+        assert_eq!(png.finish(), Some(hex::encode(whole.finalize())));
+        let mut csv = FileDigest::new("text/csv");
+        csv.feed(b"a,b\n");
+        csv.feed(b"\0");
+        assert_eq!(csv.finish(), None);
+    }
 
     #[test]
     fn text_checked_in_chunks_survives_cut_characters_and_catches_bad_bytes_anywhere() {

@@ -13,9 +13,8 @@ use std::rc::Rc;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
-use worker::{Env, FixedLengthStream, HttpMetadata, Range};
+use worker::{D1PreparedStatement, Env, FixedLengthStream, HttpMetadata, Range};
 
 use crate::args;
 use crate::audit;
@@ -29,19 +28,19 @@ use crate::platform::crypto::{constant_time_eq, hmac_sha256, sha256_hex};
 use crate::platform::db::{Arg, Db, Filter};
 use crate::platform::{bindings, clock, ids};
 
-/// `?type=`: a family of files, or one exact type.
-const KINDS: [&str; 10] = [
-    "image",
-    "document",
-    "text",
-    "image/png",
-    "image/jpeg",
-    "image/gif",
-    "image/webp",
-    "application/pdf",
-    "text/plain",
-    "text/csv",
-];
+/// `?type=`: a family of files, or one exact type of `bytes::ALLOWED`.
+const KINDS: [&str; 3 + bytes::ALLOWED.len()] = {
+    let mut kinds = [""; 3 + bytes::ALLOWED.len()];
+    kinds[0] = "image";
+    kinds[1] = "document";
+    kinds[2] = "text";
+    let mut i = 0;
+    while i < bytes::ALLOWED.len() {
+        kinds[3 + i] = bytes::ALLOWED[i];
+        i += 1;
+    }
+    kinds
+};
 
 const LIST_QUERY: [QueryDoc; 5] = [
     PAGING[0],
@@ -248,10 +247,7 @@ async fn upload(cx: Ctx) -> Result<Reply> {
         return Err(AppError::field("file", "is empty"));
     }
     let size = data.len() as u64;
-    let max = cx.config.media_max_bytes.for_plan(&cx.principal()?.plan);
-    if size > max {
-        return Err(AppError::PayloadTooLarge(max));
-    }
+    within_file_limit(&cx, size)?;
     let sniffed = checked_type(data, &declared, true)?;
     let tenant_id = cx.tenant_id()?.to_string();
     let db = cx.db()?;
@@ -263,7 +259,7 @@ async fn upload(cx: Ctx) -> Result<Reply> {
         .http_metadata(new.http_metadata())
         .execute()
         .await?;
-    record(&cx, &db, new, sha256_hex(data)).await
+    record(&cx, &db, new, sha256_hex(data), Vec::new()).await
 }
 
 fn raw_filename(cx: &Ctx) -> String {
@@ -305,22 +301,12 @@ async fn upload_streamed(cx: Ctx, length: u64) -> Result<Reply> {
     let new = NewMedia::new(&tenant_id, &raw_filename(&cx), sniffed, length, json!({}));
     // Hashed on the way through; text is also checked to stay text past the first bytes (the
     // whole body is still stored and then removed if not, so the request is read to its end).
-    let seen = Rc::new(RefCell::new((
-        Sha256::new(),
-        sniffed.starts_with("text/").then(bytes::TextCheck::default),
-    )));
-    seen.borrow_mut().0.update(&head);
-    if let Some(check) = seen.borrow_mut().1.as_mut() {
-        check.feed(&head);
-    }
-    let tail = seen.clone();
+    let digest = Rc::new(RefCell::new(bytes::FileDigest::new(sniffed)));
+    digest.borrow_mut().feed(&head);
+    let tail = digest.clone();
     let rest = stream.map(move |chunk| {
         let chunk = chunk?;
-        let mut seen = tail.borrow_mut();
-        seen.0.update(&chunk);
-        if let Some(check) = seen.1.as_mut() {
-            check.feed(&chunk);
-        }
+        tail.borrow_mut().feed(&chunk);
         Ok(chunk)
     });
     let body = futures_util::stream::once(async move { Ok(head) }).chain(rest);
@@ -331,14 +317,13 @@ async fn upload_streamed(cx: Ctx, length: u64) -> Result<Reply> {
         .execute()
         .await
         .map_err(body_length_error)?;
-    let (hasher, check) = seen.borrow().clone();
-    if check.is_some_and(|c| !c.is_text()) {
+    let Some(sha) = digest.borrow().clone().finish() else {
         bucket.delete(&new.key).await?;
         return Err(AppError::UnsupportedMediaType(format!(
             "The file starts as {sniffed} but is not text all the way through (UTF-8 without NUL)."
         )));
-    }
-    record(&cx, &db, new, hex::encode(hasher.finalize())).await
+    };
+    record(&cx, &db, new, sha, Vec::new()).await
 }
 
 /// A streamed body that ended before (or ran past) its `Content-Length` is the client's error.
@@ -376,6 +361,8 @@ struct NewMedia {
     content_type: &'static str,
     size: u64,
     attributes: Value,
+    /// Assembled from a multipart upload (noted in the audit entry).
+    multipart: bool,
 }
 
 impl NewMedia {
@@ -394,6 +381,7 @@ impl NewMedia {
             content_type,
             size,
             attributes,
+            multipart: false,
         }
     }
 
@@ -405,12 +393,17 @@ impl NewMedia {
     }
 }
 
-/// Records a stored object (and its audit entry); removes the object if that fails, so no file
-/// is left that nobody can see.
-async fn record(cx: &Ctx, db: &Db, new: NewMedia, sha: String) -> Result<Reply> {
+/// Records a stored object with its audit entry, plus `also` in the same batch; removes the
+/// object if that fails, so no file is left that nobody can see.
+async fn record(
+    cx: &Ctx,
+    db: &Db,
+    new: NewMedia,
+    sha: String,
+    also: Vec<D1PreparedStatement>,
+) -> Result<Reply> {
     let tenant_id = cx.tenant_id()?;
-    let inserted = db
-        .batch(vec![
+    let mut statements = vec![
             db.stmt(
                 "INSERT INTO media (id, tenant_id, filename, content_type, size, sha256, r2_key, \
                  attributes, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -429,16 +422,26 @@ async fn record(cx: &Ctx, db: &Db, new: NewMedia, sha: String) -> Result<Reply> 
             )?,
             audit::entry(cx, "media.uploaded")
                 .target("media", new.id.as_str())
-                .meta(json!({"filename": new.filename, "size": new.size, "content_type": new.content_type}))
+                .meta(json!({"filename": new.filename, "size": new.size,
+                    "content_type": new.content_type, "multipart": new.multipart}))
                 .stmt(db)?,
-        ])
-        .await;
-    if let Err(e) = inserted {
+        ];
+    statements.extend(also);
+    if let Err(e) = db.batch(statements).await {
         let _ = cx.env.bucket(bindings::MEDIA)?.delete(&new.key).await;
         return Err(e);
     }
     let row = find(db, tenant_id, &new.id).await?;
     Reply::created(&row.view(), Some(format!("/api/v1/media/{}", new.id)))
+}
+
+/// 413 above the plan's file size limit.
+fn within_file_limit(cx: &Ctx, size: u64) -> Result<()> {
+    let max = cx.config.media_max_bytes.for_plan(&cx.principal()?.plan);
+    if size > max {
+        return Err(AppError::PayloadTooLarge(max));
+    }
+    Ok(())
 }
 
 async fn used_storage_allows(cx: &Ctx, db: &Db, tenant_id: &str, adding: u64) -> Result<()> {

@@ -6,13 +6,14 @@
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use worker::{Data, FixedLengthStream, HttpMetadata, Range, UploadedPart};
 
-use super::{body_length_error, bytes, clean_filename, find, used_storage_allows, SNIFF_BYTES};
+use super::{
+    body_length_error, bytes, clean_filename, record, used_storage_allows, within_file_limit,
+    NewMedia, SNIFF_BYTES,
+};
 use crate::args;
-use crate::audit;
 use crate::handler;
 use crate::http::context::Ctx;
 use crate::http::error::{AppError, Result};
@@ -253,10 +254,7 @@ async fn complete(cx: Ctx) -> Result<Reply> {
         return Err(AppError::field("parts", message));
     }
     let size: u64 = sizes.iter().map(|(_, s)| s).sum();
-    let max = cx.config.media_max_bytes.for_plan(&cx.principal()?.plan);
-    if size > max {
-        return Err(AppError::PayloadTooLarge(max));
-    }
+    within_file_limit(&cx, size)?;
     used_storage_allows(&cx, &db, &tenant_id, size).await?;
     let mut uploaded: Vec<(u16, String)> = parts
         .iter()
@@ -309,54 +307,34 @@ async fn complete(cx: Ctx) -> Result<Reply> {
         .await?
         .ok_or(AppError::NotFound)?;
     let mut stream = object.body().ok_or(AppError::NotFound)?.stream()?;
-    let mut hasher = Sha256::new();
-    let mut text = sniffed.starts_with("text/").then(bytes::TextCheck::default);
+    let mut digest = bytes::FileDigest::new(sniffed);
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        hasher.update(&chunk);
-        if let Some(check) = text.as_mut() {
-            check.feed(&chunk);
-        }
+        digest.feed(&chunk?);
     }
-    if text.is_some_and(|c| !c.is_text()) {
+    let Some(sha) = digest.finish() else {
         return refuse().await;
-    }
-    let sha = hex::encode(hasher.finalize());
+    };
+    // The object key was made from the media id when the upload was created.
     let media_id = row
         .r2_key
         .rsplit('/')
         .next()
         .unwrap_or_default()
         .to_string();
-    let now = cx.now();
-    db.batch(vec![
-        db.stmt(
-            "INSERT INTO media (id, tenant_id, filename, content_type, size, sha256, r2_key, \
-             attributes, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '{}', ?8, ?9)",
-            &args![
-                media_id.as_str(),
-                tenant_id.as_str(),
-                row.filename.as_str(),
-                sniffed,
-                size as i64,
-                sha.as_str(),
-                row.r2_key.as_str(),
-                cx.principal()?.user_id.clone(),
-                now.as_str()
-            ],
-        )?,
-        db.stmt(
-            "UPDATE media_uploads SET status = 'completed', media_id = ?2, updated_at = ?3 WHERE id = ?1",
-            &args![row.id.as_str(), media_id.as_str(), now.as_str()],
-        )?,
-        audit::entry(&cx, "media.uploaded")
-            .target("media", media_id.as_str())
-            .meta(json!({"filename": row.filename, "size": size, "multipart": true}))
-            .stmt(&db)?,
-    ])
-    .await?;
-    let media = find(&db, &tenant_id, &media_id).await?;
-    Reply::created(&media.view(), Some(format!("/api/v1/media/{media_id}")))
+    let completed = db.stmt(
+        "UPDATE media_uploads SET status = 'completed', media_id = ?2, updated_at = ?3 WHERE id = ?1",
+        &args![row.id.as_str(), media_id.as_str(), cx.now()],
+    )?;
+    let new = NewMedia {
+        id: media_id,
+        key: row.r2_key.clone(),
+        filename: row.filename.clone(),
+        content_type: sniffed,
+        size,
+        attributes: json!({}),
+        multipart: true,
+    };
+    record(&cx, &db, new, sha, vec![completed]).await
 }
 
 async fn abort(cx: Ctx) -> Result<Reply> {
