@@ -168,16 +168,21 @@ fn schema_ref(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
 
+/// The headers every response carries.
+fn request_id_header() -> Value {
+    json!({"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}})
+}
+
 fn problem(description: &str) -> Value {
     json!({
         "description": description,
-        "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}},
+        "headers": request_id_header(),
         "content": {"application/problem+json": {"schema": schema_ref("Problem")}}
     })
 }
 
 fn success(route: &Route) -> (String, Value) {
-    let headers = json!({"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}});
+    let headers = request_id_header();
     match route.response {
         ResponseDoc::Data(status, schema) => {
             let mut headers = headers;
@@ -273,8 +278,7 @@ fn operation(route: &Route) -> Value {
     let (code, ok) = success(route);
     responses.insert(code, ok);
     if matches!(route.response, ResponseDoc::File) {
-        let headers = json!({"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}});
-        let mut partial = file_response(headers);
+        let mut partial = file_response(request_id_header());
         partial["description"] = json!("The requested byte range (`Content-Range`)");
         responses.insert("206".into(), partial);
         responses.insert("416".into(), problem("The `Range` lies outside the file"));

@@ -219,14 +219,18 @@ async fn serve(req: &mut Request, method_name: &str, s: Setup, trace: &mut Trace
         }
     }
 
-    let plan = principal.as_ref().map_or("free", |p| p.plan.as_str());
-    let file_max = s.config.media_max_bytes.for_plan(plan);
+    // Uploads are bounded by the caller's plan's file size limit (and, when read into memory,
+    // by the in-memory limit); other bodies by the JSON body limit.
+    let file_max = || {
+        let plan = principal.as_ref().map_or("free", |p| p.plan.as_str());
+        s.config.media_max_bytes.for_plan(plan)
+    };
     let (body, stream) = match streamable_length(req, route)? {
-        Some(length) if length > file_max => return Err(AppError::PayloadTooLarge(file_max)),
+        Some(length) if length > file_max() => return Err(AppError::PayloadTooLarge(file_max())),
         Some(length) => (Vec::new(), Some((req.stream()?, length))),
         None => {
             let limit = if route.upload {
-                s.config.upload_max_request_bytes.min(file_max)
+                s.config.upload_max_request_bytes.min(file_max())
             } else {
                 s.config.max_body_bytes
             };
@@ -327,7 +331,6 @@ pub async fn draw(
     d
 }
 
-/// Reads the body up-front within the size limit; JSON routes insist on a JSON content type.
 /// The `Content-Length` of a body a `streamed` route takes unread: a raw (not
 /// `multipart/form-data`) body that says how long it is. Others are read as usual.
 fn streamable_length(req: &Request, route: &router::Route) -> Result<Option<u64>> {
@@ -347,6 +350,7 @@ fn streamable_length(req: &Request, route: &router::Route) -> Result<Option<u64>
         .filter(|n| *n > 0))
 }
 
+/// Reads the body up-front within the size limit; JSON routes insist on a JSON content type.
 async fn read_body(
     req: &mut Request,
     method: Method,

@@ -160,11 +160,20 @@ pub struct Route {
 /// `new WebSocket(url, ["bearer", token])`).
 pub fn bearer_subprotocol(header: &str) -> Option<String> {
     let mut protocols = header.split(',').map(str::trim);
-    protocols.find(|p| p.eq_ignore_ascii_case("bearer"))?;
+    protocols.find(|p| is_bearer(p))?;
     protocols
         .next()
         .filter(|t| !t.is_empty())
         .map(str::to_string)
+}
+
+/// Whether `Sec-WebSocket-Protocol` offers `bearer` (then the answer must select it).
+pub fn offers_bearer(header: &str) -> bool {
+    header.split(',').map(str::trim).any(is_bearer)
+}
+
+fn is_bearer(protocol: &str) -> bool {
+    protocol.eq_ignore_ascii_case("bearer")
 }
 
 impl Route {
@@ -402,6 +411,8 @@ mod tests {
         assert_eq!(bearer_subprotocol("json, Bearer,x"), Some("x".into()));
         assert_eq!(bearer_subprotocol("bearer"), None);
         assert_eq!(bearer_subprotocol("chat, abc"), None);
+        assert!(offers_bearer("chat, Bearer"));
+        assert!(!offers_bearer("chat, bearer-token"));
     }
 
     fn h(_: Ctx) -> HandlerFuture {

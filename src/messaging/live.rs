@@ -11,7 +11,7 @@ use crate::handler;
 use crate::http::context::Ctx;
 use crate::http::error::{AppError, Result};
 use crate::http::reply::Reply;
-use crate::http::router::{q, Access, QueryDoc, Route};
+use crate::http::router::{self, q, Access, QueryDoc, Route};
 use crate::platform::bindings;
 
 const LIVE_QUERY: [QueryDoc; 1] = [q(
@@ -55,10 +55,7 @@ async fn connect(cx: Ctx) -> Result<Reply> {
     )?;
     // A client that sent its token as subprotocols must get `bearer` back, or it drops the socket.
     let offered = cx.header("Sec-WebSocket-Protocol").unwrap_or_default();
-    if offered
-        .split(',')
-        .any(|p| p.trim().eq_ignore_ascii_case("bearer"))
-    {
+    if router::offers_bearer(&offered) {
         headers.set("Sec-WebSocket-Protocol", "bearer")?;
     }
     let mut init = RequestInit::new();
