@@ -20,12 +20,13 @@ export WASM_BINDGEN_BIN := $(CARGO_BIN)/wasm-bindgen
 export ESBUILD_BIN := $(CURDIR)/node_modules/.bin/esbuild
 export WASM_OPT_BIN := $(CURDIR)/node_modules/.bin/wasm-opt
 WRANGLER := $(CURDIR)/node_modules/.bin/wrangler
+SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui.css favicon-32x32.png LICENSE
 
-.PHONY: help tools build dev-vars migrate seed dev test unit integration check bench fuzz deploy-check clean
+.PHONY: help tools build dev-vars migrate seed dev test unit integration browser check bench fuzz deploy-check clean
 
 help:
 	@echo "make dev    set up (tools, secrets, build, migrate, seed) and serve on http://localhost:$(PORT)"
-	@echo "make test   set up, then unit + integration tests against fresh local state"
+	@echo "make test   set up, then unit, integration and browser tests against fresh local state"
 	@echo "make check  cargo fmt --check and clippy -D warnings"
 	@echo "make bench  bundle size and throughput ratios (writes bench/results/latest.json)"
 
@@ -40,12 +41,18 @@ tools:
 	  cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --force; fi
 	@if [ ! -x $(WRANGLER) ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
 	  npm ci --no-audit --no-fund; fi
+	@# The browser tier drives Debian's Chromium (playwright-core never downloads a browser).
+	@command -v chromium > /dev/null || { echo "installing Debian's chromium (once per machine)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null; }
 
-## build: the release worker (build/worker/shim.mjs + wasm), offline.
+## build: the release worker (build/worker/shim.mjs + wasm), offline, and its static assets.
 build: tools
 	$(CARGO_BIN)/worker-build --release
 	@# worker-build keeps the wasm name section (~180 KB); the runtime does not need it.
 	$(WASM_OPT_BIN) --strip-debug --strip-producers build/index_bg.wasm -o build/index_bg.wasm
+	@# /docs: Swagger UI from the pinned npm package, served through the Worker (wrangler.toml [assets]).
+	@rm -rf build/assets && mkdir -p build/assets/docs
+	@cp $(addprefix node_modules/swagger-ui-dist/,$(SWAGGER_UI_FILES)) src/docs/init.js build/assets/docs/
 
 dev-vars:
 	@python3 scripts/dev_vars.py .dev.vars
@@ -80,13 +87,17 @@ dev: build seed
 
 ## test: unit tests natively, then the integration suite against a worker it starts itself
 ## (fresh --persist-to state in a temp dir, migrated and seeded by the harness).
-test: build dev-vars unit integration
+test: build dev-vars unit integration browser
 
 unit:
 	cargo test --lib
 
 integration:
 	cargo test --test api -- --test-threads 4
+
+## browser: the served pages (/docs) in Debian's Chromium, against a worker of their own.
+browser:
+	cargo test --test browser
 
 check:
 	cargo fmt --all -- --check

@@ -1,14 +1,17 @@
 //! The OpenAPI 3.1 document, generated from the route table (so every route is in it) and the
-//! DTO types (utoipa derives), and `/docs`, a self-contained page that renders it.
+//! DTO types (utoipa derives), and `/docs`: Swagger UI (npm `swagger-ui-dist`, pinned) rendering
+//! it, its files served from the Worker's static assets through this Worker so they carry the
+//! same headers as every other answer.
 
 use serde_json::{json, Map, Value};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::handler;
 use crate::http::context::Ctx;
-use crate::http::error::Result;
+use crate::http::error::{AppError, Result};
 use crate::http::reply::Reply;
 use crate::http::router::{Access, Method, ResponseDoc, Route};
+use crate::platform::bindings;
 use crate::platform::config::VERSION;
 
 pub fn routes() -> Vec<Route> {
@@ -28,6 +31,12 @@ pub fn routes() -> Vec<Route> {
             .raw(200, "text/html");
         routes.push(if alias { r.alias() } else { r });
     }
+    // The page's scripts and styles (copied into the assets directory by `make build`).
+    routes.push(
+        Route::get("/docs/:file", Access::Public, handler!(docs_asset))
+            .doc("operations", "A file of the docs page (Swagger UI)")
+            .alias(),
+    );
     routes
 }
 
@@ -405,13 +414,58 @@ async fn openapi(_cx: Ctx) -> Result<Reply> {
 
 const DOCS_HTML: &str = include_str!("docs.html");
 
+/// Swagger UI runs only this origin's scripts; it sets element styles and uses `data:` icons.
+const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
 async fn docs_page(_cx: Ctx) -> Result<Reply> {
-    Ok(Reply::text(200, DOCS_HTML.to_string(), "text/html; charset=utf-8")
-        .with_header(
-            "Content-Security-Policy",
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
-        )
-        .with_header("Cache-Control", "public, max-age=300"))
+    Ok(
+        Reply::text(200, DOCS_HTML.to_string(), "text/html; charset=utf-8")
+            .with_header("Content-Security-Policy", DOCS_CSP)
+            .with_header("Cache-Control", "public, max-age=300"),
+    )
+}
+
+/// A plain file name (no path, no dot-files): what the assets directory's `docs/` holds.
+fn asset_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+async fn docs_asset(cx: Ctx) -> Result<Reply> {
+    let name = cx.param("file");
+    if !asset_name(name) {
+        return Err(AppError::NotFound);
+    }
+    // Revalidation passes through, so a browser's cached copy is answered 304.
+    let headers = worker::Headers::new();
+    if let Some(tag) = cx.headers.get("If-None-Match")? {
+        headers.set("If-None-Match", &tag)?;
+    }
+    let mut init = worker::RequestInit::new();
+    init.with_headers(headers);
+    // The assets binding ignores the host; the path is the file's place in the directory.
+    let response = cx
+        .env
+        .assets(bindings::ASSETS)?
+        .fetch(format!("https://assets.invalid/docs/{name}"), Some(init))
+        .await?;
+    if response.status_code() == 404 {
+        return Err(AppError::NotFound);
+    }
+    let mut reply = Reply::stream(response.status_code(), response.body().clone())
+        .with_header("Cache-Control", "public, max-age=3600")
+        .with_header("Content-Security-Policy", DOCS_CSP);
+    for header in ["Content-Type", "ETag"] {
+        if let Some(value) = response.headers().get(header)? {
+            reply = reply.with_header(header, value);
+        }
+    }
+    Ok(reply)
 }
 
 #[cfg(test)]
@@ -442,6 +496,15 @@ mod tests {
                 schemas.contains_key(&name),
                 "schema {name} is referenced but not defined"
             );
+        }
+    }
+
+    #[test]
+    fn asset_names_are_plain_file_names() {
+        assert!(asset_name("swagger-ui-bundle.js"));
+        assert!(asset_name("favicon-32x32.png"));
+        for bad in ["", ".env", "..", "a/b", "a%2Fb", "x\\y", &"a".repeat(65)] {
+            assert!(!asset_name(bad), "{bad:?} accepted");
         }
     }
 

@@ -8,3 +8,4 @@ pub const DLQ: &str = "DLQ";
 pub const DLQ_QUEUE: &str = "tenantry-dlq";
 pub const RATE_LIMITER: &str = "RATE_LIMITER";
 pub const CONVERSATION_HUB: &str = "CONVERSATION_HUB";
+pub const ASSETS: &str = "ASSETS";

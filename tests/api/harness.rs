@@ -88,6 +88,10 @@ fn start() -> Server {
         .replace(
             "migrations_dir = \"migrations\"",
             &format!("migrations_dir = \"{}\"", root.join("migrations").display()),
+        )
+        .replace(
+            "directory = \"build/assets\"",
+            &format!("directory = \"{}\"", root.join("build/assets").display()),
         );
     std::fs::write(dir.join("wrangler.toml"), config).expect("write config");
     let mock_port = free_port();

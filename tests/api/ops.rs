@@ -36,6 +36,32 @@ async fn the_openapi_document_lists_the_routes() {
         .unwrap()
         .starts_with("text/html"));
     assert!(docs.text.contains("/openapi.json"));
+    assert!(docs.text.contains("/docs/swagger-ui-bundle.js"));
+}
+
+#[tokio::test]
+async fn the_docs_page_files_come_through_the_worker_with_its_headers() {
+    let js = get("/docs/swagger-ui-bundle.js").send().await.expect(200);
+    assert!(js.header("content-type").unwrap().contains("javascript"));
+    assert!(js.header("x-request-id").is_some());
+    assert_eq!(js.header("x-content-type-options"), Some("nosniff"));
+    assert!(js.header("content-security-policy").is_some());
+    assert!(js.text.contains("SwaggerUIBundle"));
+    let tag = js.header("etag").expect("an ETag").to_string();
+    let again = get("/docs/swagger-ui-bundle.js")
+        .header("If-None-Match", &tag)
+        .send()
+        .await;
+    assert_eq!(again.status, 304);
+    get("/docs/swagger-ui.css").send().await.expect(200);
+    get("/docs/init.js").send().await.expect(200);
+    for missing in [
+        "/docs/nothing-here.js",
+        "/docs/..%2Fwrangler.toml",
+        "/docs/.env",
+    ] {
+        get(missing).send().await.expect(404);
+    }
 }
 
 #[tokio::test]
