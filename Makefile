@@ -45,17 +45,19 @@ tools:
 	@command -v chromium > /dev/null || { echo "installing Debian's chromium (once per machine)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null; }
 
-## build: the release worker (build/worker/shim.mjs + wasm), offline, and its static assets.
+## build: both release Workers, offline — tenantry-api (build/api) and tenantry-jobs
+## (build/jobs), one crate built with one feature each — and the API Worker's static assets.
 build: tools
-	$(CARGO_BIN)/worker-build --release
+	$(CARGO_BIN)/worker-build --release --out-dir build/api . --no-default-features --features api
+	$(CARGO_BIN)/worker-build --release --out-dir build/jobs . --no-default-features --features jobs
 	@# worker-build keeps the wasm name section (~180 KB); the runtime does not need it.
-	$(WASM_OPT_BIN) --strip-debug --strip-producers build/index_bg.wasm -o build/index_bg.wasm
+	@for w in api jobs; do $(WASM_OPT_BIN) --strip-debug --strip-producers build/$$w/index_bg.wasm -o build/$$w/index_bg.wasm; done
 	@# /docs: Swagger UI from the pinned npm package, served through the Worker (wrangler.toml [assets]).
 	@rm -rf build/assets && mkdir -p build/assets/docs
 	@cp $(addprefix node_modules/swagger-ui-dist/,$(SWAGGER_UI_FILES)) src/docs/init.js build/assets/docs/
 
 dev-vars:
-	@python3 scripts/dev_vars.py .dev.vars
+	@python3 scripts/dev_vars.py .dev.vars --mock-url http://127.0.0.1:$(MOCK_PORT)
 
 migrate: tools
 	$(WRANGLER) d1 migrations apply DB --local --persist-to $(STATE)
@@ -82,8 +84,7 @@ dev: build seed
 	echo ""
 	@python3 scripts/mock_upstream.py --port $(MOCK_PORT) > $(STATE)/mock-upstream.log 2>&1 & \
 	MOCK=$$!; trap 'kill $$MOCK 2>/dev/null' EXIT INT TERM; \
-	$(WRANGLER) dev --port $(PORT) --persist-to $(STATE) --test-scheduled \
-	  --var GRAPH_API_BASE:http://127.0.0.1:$(MOCK_PORT) --var OCR_API_URL:http://127.0.0.1:$(MOCK_PORT)/ocr
+	$(WRANGLER) dev -c wrangler.toml -c queues/wrangler.toml --port $(PORT) --persist-to $(STATE) --test-scheduled
 
 ## test: unit tests natively, then the integration suite against a worker it starts itself
 ## (fresh --persist-to state in a temp dir, migrated and seeded by the harness).
@@ -103,6 +104,8 @@ check:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy --lib --target wasm32-unknown-unknown --no-default-features --features api -- -D warnings
+	cargo clippy --lib --target wasm32-unknown-unknown --no-default-features --features jobs -- -D warnings
 
 bench: build
 	node bench/run.mjs
@@ -112,10 +115,11 @@ fuzz: build
 	@python3 -m pip install -q "schemathesis==4.32.5"
 	scripts/fuzz.sh
 
-## deploy-check: `wrangler deploy --dry-run` of the current build (run `make build` first).
+## deploy-check: `wrangler deploy --dry-run` of both Workers' current build (run `make build` first).
 deploy-check: tools
-	@test -f build/worker/shim.mjs || { echo "no build: run make build"; exit 1; }
-	$(WRANGLER) deploy --dry-run --outdir build/dry-run
+	@test -f build/api/worker/shim.mjs -a -f build/jobs/worker/shim.mjs || { echo "no build: run make build"; exit 1; }
+	$(WRANGLER) deploy --dry-run --outdir build/dry-run/api
+	$(WRANGLER) deploy --dry-run --outdir $(CURDIR)/build/dry-run/jobs -c queues/wrangler.toml
 
 clean:
 	rm -rf build target/wasm32-unknown-unknown $(STATE)

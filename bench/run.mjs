@@ -16,7 +16,7 @@ import autocannon from 'autocannon';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BUILD = path.join(ROOT, 'build');
-const SHIM = path.join(BUILD, 'worker', 'shim.mjs');
+const WORKERS = ['api', 'jobs']; // build/api (tenantry-api), build/jobs (tenantry-jobs)
 const WRANGLER = path.join(ROOT, 'node_modules', '.bin', 'wrangler');
 const RESULTS_DIR = path.join(ROOT, 'bench', 'results');
 const RESULTS = path.join(RESULTS_DIR, 'latest.json');
@@ -49,11 +49,11 @@ function walk(dir, out = []) {
   return out;
 }
 
-function bundleSizes() {
-  const files = walk(BUILD);
+function bundleSizes(dir) {
+  const files = walk(dir);
   const wasm = files.filter((f) => f.endsWith('.wasm'));
   const js = files.filter((f) => /\.(m?js|cjs)$/.test(f));
-  if (wasm.length === 0) throw new Error(`no .wasm under ${BUILD}; run \`make build\``);
+  if (wasm.length === 0) throw new Error(`no .wasm under ${dir}; run \`make build\``);
   const read = (fs_) => fs_.map((f) => fs.readFileSync(f));
   const gz = (buf) => zlib.gzipSync(buf, { level: 9 }).length;
   const wasmBufs = read(wasm);
@@ -113,17 +113,10 @@ function run(cmd, args, { stdoutFile } = {}) {
 
 function prepareState() {
   fs.mkdirSync(tmp, { recursive: true });
-  const toml = fs.readFileSync(path.join(ROOT, 'wrangler.toml'), 'utf8');
-  let rewritten = toml.replace(/^(\s*main\s*=\s*)"[^"]*"/m, (_, k) => `${k}${JSON.stringify(SHIM)}`);
-  if (rewritten === toml) throw new Error('wrangler.toml: no `main = "…"` line to rewrite');
-  const before = rewritten;
-  rewritten = rewritten.replace(
-    /^(\s*migrations_dir\s*=\s*)"[^"]*"/m,
-    (_, k) => `${k}${JSON.stringify(path.join(ROOT, 'migrations'))}`,
-  );
-  if (rewritten === before) throw new Error('wrangler.toml: no `migrations_dir = "…"` line to rewrite');
+  // Both Workers' configs side by side in tmp (absolute paths), so both read tmp/.dev.vars.
+  run('python3', [path.join(ROOT, 'scripts', 'local_configs.py'), tmp]);
   const config = path.join(tmp, 'wrangler.toml');
-  fs.writeFileSync(config, rewritten);
+  const jobsConfig = path.join(tmp, 'jobs.toml');
 
   const vars = {
     JWT_SECRET: randomChars(48),
@@ -154,7 +147,7 @@ function prepareState() {
   const seedSql = path.join(tmp, 'seed.sql');
   run('python3', [path.join(ROOT, 'scripts', 'seed.py'), '--vars', varsFile], { stdoutFile: seedSql });
   run(WRANGLER, ['d1', 'execute', 'DB', ...common, '--file', seedSql]);
-  return { config, state, vars };
+  return { config, jobsConfig, state, vars };
 }
 
 function remember(chunk) {
@@ -166,12 +159,12 @@ function remember(chunk) {
   }
 }
 
-function startWorker(config, state, port) {
+function startWorker(config, jobsConfig, state, port) {
   // --log-level warn: wrangler's per-request "[wrangler:info] GET … 200" lines cost about as
   // much as a trivial request itself (measured: ~2x the req/s without them) and would compress
   // every ratio towards 1. The worker's console.error/warn output is still shown.
   const args = [
-    'dev', '-c', config, '--port', String(port), '--persist-to', state, '--ip', '127.0.0.1',
+    'dev', '-c', config, '-c', jobsConfig, '--port', String(port), '--persist-to', state, '--ip', '127.0.0.1',
     '--log-level', 'warn',
   ];
   log(`starting wrangler ${args.join(' ')}`);
@@ -421,9 +414,9 @@ function table(results) {
   return rows.join('\n');
 }
 
-function bundleLine(b) {
+function bundleLine(name, b) {
   return (
-    `Bundle: wasm ${kib(b.wasm_bytes)} (gzip ${kib(b.wasm_gzip_bytes)}), ` +
+    `Bundle ${name}: wasm ${kib(b.wasm_bytes)} (gzip ${kib(b.wasm_gzip_bytes)}), ` +
     `js ${kib(b.js_bytes)} (gzip ${kib(b.js_gzip_bytes)}), ` +
     `upload ${kib(b.upload_bytes)} (gzip ${kib(b.upload_gzip_bytes)})`
   );
@@ -442,16 +435,19 @@ function workerProblems() {
 // ---------------------------------------------------------------- main
 
 async function main() {
-  if (!fs.existsSync(SHIM)) throw new Error(`${path.relative(ROOT, SHIM)} is missing; run \`make build\` first`);
+  for (const w of WORKERS) {
+    const shim = path.join(BUILD, w, 'worker', 'shim.mjs');
+    if (!fs.existsSync(shim)) throw new Error(`${path.relative(ROOT, shim)} is missing; run \`make build\` first`);
+  }
   if (!fs.existsSync(WRANGLER)) throw new Error(`${WRANGLER} is missing; run \`npm ci\``);
 
-  const bundle = bundleSizes();
-  log(bundleLine(bundle));
+  const bundle = Object.fromEntries(WORKERS.map((w) => [w, bundleSizes(path.join(BUILD, w))]));
+  for (const w of WORKERS) log(bundleLine(w, bundle[w]));
 
-  const { config, state, vars } = prepareState();
+  const { config, jobsConfig, state, vars } = prepareState();
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  startWorker(config, state, port);
+  startWorker(config, jobsConfig, state, port);
   const t0 = Date.now();
   await waitReady(base);
   log(`worker ready on ${base} after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -491,7 +487,7 @@ async function main() {
 
   console.log(table(results));
   console.log('');
-  console.log(bundleLine(bundle));
+  for (const w of WORKERS) console.log(bundleLine(w, bundle[w]));
   console.log('');
   console.log(`(${os.cpus().length} cores, Node ${process.version}, ${CONNECTIONS} connections × ${DURATION_S} s; ${path.relative(ROOT, RESULTS)})`);
 

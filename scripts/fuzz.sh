@@ -10,9 +10,8 @@ DIR=$(mktemp -d /tmp/tenantry-fuzz-XXXX)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
 
-sed -e "s#main = \"build/worker/shim.mjs\"#main = \"$ROOT/build/worker/shim.mjs\"#" \
-    -e "s#migrations_dir = \"migrations\"#migrations_dir = \"$ROOT/migrations\"#" \
-    "$ROOT/wrangler.toml" > "$DIR/wrangler.toml"
+# Both Workers' configs side by side in $DIR, so both read $DIR/.dev.vars.
+python3 "$ROOT/scripts/local_configs.py" "$DIR"
 python3 "$ROOT/scripts/dev_vars.py" "$DIR/.dev.vars" > /dev/null
 # Raised budgets: the fuzzer is one tenant sending thousands of requests.
 cat >> "$DIR/.dev.vars" <<VARS
@@ -25,7 +24,7 @@ python3 "$ROOT/scripts/seed.py" --vars "$DIR/.dev.vars" > "$DIR/seed.sql"
 "$WR" d1 execute DB --local --persist-to "$DIR/state" -c "$DIR/wrangler.toml" --file "$DIR/seed.sql" > /dev/null
 
 set -m
-"$WR" dev -c "$DIR/wrangler.toml" --port "$PORT" --ip 127.0.0.1 --persist-to "$DIR/state" > "$DIR/wrangler.log" 2>&1 &
+"$WR" dev -c "$DIR/wrangler.toml" -c "$DIR/jobs.toml" --port "$PORT" --ip 127.0.0.1 --persist-to "$DIR/state" > "$DIR/wrangler.log" 2>&1 &
 W=$!
 trap 'kill -- -$W 2>/dev/null || true; rm -rf "$DIR"' EXIT
 for _ in $(seq 120); do curl -sf "http://127.0.0.1:$PORT/health/ready" > /dev/null && break; sleep 0.5; done

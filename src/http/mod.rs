@@ -18,8 +18,9 @@ use worker::{Env, Request, Response};
 
 use crate::auth::principal::{self, Principal};
 use crate::platform::config::Config;
+use crate::platform::queue::ApiLogEntry;
 use crate::platform::ratelimit::{self, CheckRequest, Decision};
-use crate::platform::{clock, db::Db, ids};
+use crate::platform::{clock, ids};
 use context::{Client, Ctx};
 use error::{AppError, Result};
 use reply::Reply;
@@ -423,30 +424,18 @@ fn record_api_log(
     duration: i64,
     started: i64,
 ) {
-    let Ok(db) = Db::from_env(env) else { return };
-    let args = crate::args![
-        ids::new_id("log"),
-        request_id,
-        trace.tenant_id.clone(),
-        trace.user_id.clone(),
-        method,
-        trace.route,
-        path.chars().take(512).collect::<String>(),
-        status as i64,
-        duration,
-        client.ip.clone(),
-        clock::rfc3339(started)
-    ];
-    wait.wait_until(async move {
-        let r = db
-            .run(
-                "INSERT INTO api_logs (id, request_id, tenant_id, user_id, method, route, path, \
-                 status, duration_ms, ip, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                &args,
-            )
-            .await;
-        if let Err(e) = r {
-            worker::console_error!("api log write failed: {e}");
-        }
-    });
+    let entry = ApiLogEntry {
+        id: ids::new_id("log"),
+        request_id: request_id.to_string(),
+        tenant_id: trace.tenant_id.clone(),
+        user_id: trace.user_id.clone(),
+        method: method.to_string(),
+        route: trace.route.to_string(),
+        path: path.chars().take(512).collect(),
+        status: i64::from(status),
+        duration_ms: duration,
+        ip: client.ip.clone(),
+        created_at: clock::rfc3339(started),
+    };
+    crate::audit::request_log::record(env, wait, entry);
 }

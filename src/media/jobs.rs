@@ -1,16 +1,12 @@
-//! Document jobs on the queue: `extract_text` (the text layer of PDFs, or text/CSV files as
-//! they are) and `ocr` (images sent to `OCR_API_URL`). Each finds product candidates in the
-//! text. A job is claimed with a lease so a redelivery never runs it twice at once; transient
-//! failures retry with backoff, then the job fails with the reason and is dead-lettered.
-
-use std::time::Duration;
+//! Document jobs: `POST /media/:id/process` queues `extract_text` (the text layer of PDFs, or
+//! text/CSV files as they are) or `ocr` (images sent to `OCR_API_URL`); the jobs Worker runs
+//! them (`runner.rs`). Listing and reading jobs and their results.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use utoipa::ToSchema;
-use worker::{Env, Headers, Method, Request, RequestInit};
 
-use super::candidates::{self, Candidate};
+use super::candidates::Candidate;
 use crate::args;
 use crate::audit;
 use crate::handler;
@@ -19,15 +15,12 @@ use crate::http::error::{AppError, Result};
 use crate::http::pagination::PAGING;
 use crate::http::reply::Reply;
 use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
-use crate::platform::config::Config;
 use crate::platform::db::{Arg, Db, Filter};
-use crate::platform::{clock, ids};
-use crate::queues::{self, DeadLetter, Job, Outcome};
-use crate::workflows::engine::{backoff_secs, fetch_text};
+use crate::platform::ids;
+use crate::platform::queue::{self, Job};
 
 pub const KINDS: [&str; 2] = ["extract_text", "ocr"];
 pub const STATUSES: [&str; 4] = ["pending", "processing", "completed", "failed"];
-const MAX_ATTEMPTS: i64 = 3;
 
 const LIST_QUERY: [QueryDoc; 5] = [
     PAGING[0],
@@ -193,7 +186,7 @@ async fn process(cx: Ctx) -> Result<Reply> {
             .stmt(&db)?,
     ])
     .await?;
-    queues::enqueue(&cx.env, &Job::Media { job_id: id.clone() }, 0).await?;
+    queue::enqueue(&cx.env, &Job::Media { job_id: id.clone() }, 0).await?;
     Reply::accepted(
         &find(&db, tenant_id, &id).await?,
         format!("/api/v1/jobs/{id}"),
@@ -227,240 +220,4 @@ async fn list(cx: Ctx) -> Result<Reply> {
 
 async fn get(cx: Ctx) -> Result<Reply> {
     Reply::ok(&find(&cx.db()?, cx.tenant_id()?, cx.param("id")).await?)
-}
-
-/// Why a run failed, and whether another attempt could help.
-enum Failure {
-    Permanent(String),
-    Transient(String),
-}
-
-/// `extract_text` itself: a PDF's text layer (pages joined by newlines) or a text file as is.
-fn read_text(content_type: &str, data: Vec<u8>) -> std::result::Result<(String, i64), Failure> {
-    match content_type {
-        "application/pdf" => {
-            let pages = pdf_extract::extract_text_from_mem_by_pages(&data).map_err(|e| {
-                Failure::Permanent(format!("the PDF has no readable text layer: {e}"))
-            })?;
-            Ok((pages.join("\n"), pages.len() as i64))
-        }
-        t if t.starts_with("text/") => Ok((
-            String::from_utf8(data)
-                .map_err(|_| Failure::Permanent("the file is not UTF-8 text".into()))?,
-            1,
-        )),
-        t => Err(Failure::Permanent(format!(
-            "extract_text cannot read {t} files"
-        ))),
-    }
-}
-
-async fn extract(
-    env: &Env,
-    cfg: &Config,
-    kind: &str,
-    content_type: &str,
-    key: &str,
-) -> std::result::Result<JobResult, Failure> {
-    let data = super::read_all(env, key)
-        .await
-        .map_err(|e| Failure::Transient(format!("reading the file: {e}")))?;
-    let (text, pages, confidence) = match (kind, content_type) {
-        ("extract_text", t) => {
-            let (text, pages) = read_text(t, data)?;
-            (text, pages, Some(1.0))
-        }
-        ("ocr", t) if t.starts_with("image/") => {
-            let url = cfg
-                .ocr_api_url
-                .clone()
-                .ok_or_else(|| Failure::Permanent("no OCR service is configured".into()))?;
-            let headers = Headers::new();
-            let _ = headers.set("Content-Type", t);
-            let mut init = RequestInit::new();
-            init.with_method(Method::Post)
-                .with_headers(headers)
-                .with_body(Some(js_sys::Uint8Array::from(data.as_slice()).into()));
-            let request = Request::new_with_init(&url, &init)
-                .map_err(|e| Failure::Permanent(format!("OCR_API_URL: {e}")))?;
-            let (status, body) = fetch_text(request, Duration::from_secs(60))
-                .await
-                .map_err(|e| Failure::Transient(format!("the OCR service: {e}")))?;
-            if !(200..300).contains(&status) {
-                let snippet: String = body.chars().take(200).collect();
-                return Err(Failure::Transient(format!(
-                    "the OCR service answered {status}: {snippet}"
-                )));
-            }
-            let v: Value = serde_json::from_str(&body)
-                .map_err(|_| Failure::Transient("the OCR service did not answer JSON".into()))?;
-            (
-                v["text"].as_str().unwrap_or_default().to_string(),
-                v["pages"].as_i64().unwrap_or(1),
-                v["confidence"].as_f64().map(|c| c.clamp(0.0, 1.0)),
-            )
-        }
-        (k, t) => return Err(Failure::Permanent(format!("{k} cannot read {t} files"))),
-    };
-    let candidates = candidates::detect(&text, "EUR");
-    Ok(JobResult {
-        text,
-        pages,
-        confidence,
-        product_candidates: candidates,
-    })
-}
-
-/// The queue consumer's work for one job.
-pub async fn run(env: &Env, cfg: &Config, job_id: &str) -> Result<Outcome> {
-    #[derive(Deserialize)]
-    struct Row {
-        kind: String,
-        status: String,
-        attempts: i64,
-        content_type: String,
-        r2_key: String,
-    }
-    let db = Db::from_env(env)?;
-    let Some(job) = db
-        .one::<Row>(
-            "SELECT jobs.kind, jobs.status, jobs.attempts, media.content_type, media.r2_key \
-             FROM jobs JOIN media ON media.id = jobs.media_id WHERE jobs.id = ?1",
-            &args![job_id],
-        )
-        .await?
-    else {
-        return Ok(Outcome::Ack);
-    };
-    if matches!(job.status.as_str(), "completed" | "failed") {
-        return Ok(Outcome::Ack);
-    }
-    let now_ms = clock::now_ms();
-    let now = clock::rfc3339(now_ms);
-    let claimed = db
-        .run(
-            "UPDATE jobs SET status = 'processing', progress = 10, started_at = COALESCE(started_at, ?2), \
-             lease_until = ?3, updated_at = ?2 WHERE id = ?1 AND status IN ('pending', 'processing') \
-             AND (lease_until IS NULL OR lease_until < ?4)",
-            &args![job_id, now.as_str(), now_ms + 180_000, now_ms],
-        )
-        .await?;
-    if claimed == 0 {
-        return Ok(Outcome::Ack);
-    }
-    let attempt = job.attempts + 1;
-    let outcome = extract(env, cfg, &job.kind, &job.content_type, &job.r2_key).await;
-    let done = clock::rfc3339(clock::now_ms());
-    match outcome {
-        Ok(result) => {
-            db.run(
-                "UPDATE jobs SET status = 'completed', progress = 100, attempts = ?2, result = ?3, \
-                 error = NULL, lease_until = NULL, completed_at = ?4, updated_at = ?4 WHERE id = ?1",
-                &args![job_id, attempt, serde_json::to_string(&result)?, done],
-            )
-            .await?;
-            Ok(Outcome::Ack)
-        }
-        Err(Failure::Transient(error)) if attempt < MAX_ATTEMPTS => {
-            db.run(
-                "UPDATE jobs SET attempts = ?2, error = ?3, lease_until = NULL, updated_at = ?4 WHERE id = ?1",
-                &args![job_id, attempt, error, done],
-            )
-            .await?;
-            Ok(Outcome::Retry(backoff_secs(attempt)))
-        }
-        Err(Failure::Transient(error) | Failure::Permanent(error)) => {
-            db.run(
-                "UPDATE jobs SET status = 'failed', attempts = ?2, error = ?3, lease_until = NULL, \
-                 completed_at = ?4, updated_at = ?4 WHERE id = ?1",
-                &args![job_id, attempt, error.as_str(), done],
-            )
-            .await?;
-            queues::dead_letter(
-                env,
-                &DeadLetter {
-                    job: Job::Media {
-                        job_id: job_id.to_string(),
-                    },
-                    error,
-                    attempts: attempt,
-                },
-            )
-            .await?;
-            Ok(Outcome::Ack)
-        }
-    }
-}
-
-/// Used by the DLQ consumer: a job the runtime gave up on is failed, not left running.
-pub async fn mark_failed(env: &Env, job_id: &str, error: &str) -> Result<()> {
-    Db::from_env(env)?
-        .run(
-            "UPDATE jobs SET status = 'failed', error = COALESCE(error, ?2) WHERE id = ?1 \
-             AND status IN ('pending', 'processing')",
-            &args![job_id, error],
-        )
-        .await?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_fixture_price_list_pdf_yields_its_text_and_candidates() {
-        let pdf = include_bytes!("../../tests/fixtures/price-list.pdf");
-        let Ok((text, pages)) = read_text("application/pdf", pdf.to_vec()) else {
-            panic!("the fixture PDF is readable");
-        };
-        assert_eq!(pages, 1);
-        assert!(text.contains("Ceramic mug blue"), "{text}");
-        let found = candidates::detect(&text, "EUR");
-        let got: Vec<(&str, i64)> = found.iter().map(|c| (c.name.as_str(), c.price)).collect();
-        assert_eq!(
-            got,
-            vec![
-                ("Ceramic mug blue", 1250),
-                ("Stoneware teapot 1.2 l", 3490),
-                ("Cork coasters (set of 4)", 800)
-            ],
-            "{text}"
-        );
-        assert_eq!(found[2].sku.as_deref(), Some("CRK-004"));
-    }
-
-    /// `make dev` seeds the shop tenant with a finished job on this same PDF; its stored result
-    /// must be exactly what the extractor produces.
-    #[test]
-    fn the_seeded_demo_job_is_what_extract_text_produces() {
-        let pdf = include_bytes!("../../tests/fixtures/price-list.pdf");
-        let Ok((text, pages)) = read_text("application/pdf", pdf.to_vec()) else {
-            panic!("the fixture PDF is readable");
-        };
-        let result = JobResult {
-            product_candidates: candidates::detect(&text, "EUR"),
-            text,
-            pages,
-            confidence: Some(1.0),
-        };
-        let actual = serde_json::to_value(&result).unwrap();
-        if std::env::var_os("WRITE_DEMO_JOB").is_some() {
-            std::fs::write(
-                concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/scripts/demo/price-list-job.json"
-                ),
-                serde_json::to_string_pretty(&actual).unwrap() + "\n",
-            )
-            .unwrap();
-        }
-        let seeded: Value =
-            serde_json::from_str(include_str!("../../scripts/demo/price-list-job.json"))
-                .expect("scripts/demo/price-list-job.json is JSON (WRITE_DEMO_JOB=1 rewrites it)");
-        assert_eq!(
-            seeded, actual,
-            "rewrite it with WRITE_DEMO_JOB=1 cargo test --lib seeded"
-        );
-    }
 }

@@ -5,6 +5,8 @@
 pub mod bytes;
 pub mod candidates;
 pub mod jobs;
+#[cfg(feature = "jobs")]
+pub mod runner;
 pub mod uploads;
 
 use std::cell::RefCell;

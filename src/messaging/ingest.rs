@@ -20,8 +20,8 @@ use crate::http::reply::Reply;
 use crate::http::router::{q, Access, QueryDoc, Route};
 use crate::platform::crypto::constant_time_eq;
 use crate::platform::db::Db;
+use crate::platform::queue::{self, Job};
 use crate::platform::{clock, ids};
-use crate::queues::{self, Job};
 
 const VERIFY_QUERY: [QueryDoc; 3] = [
     q("hub.mode", "string", "`subscribe`."),
@@ -151,7 +151,7 @@ async fn receive(cx: Ctx) -> Result<Reply> {
     )
     .await?;
     if status == "received" {
-        queues::enqueue(
+        queue::enqueue(
             &cx.env,
             &Job::Webhook {
                 event_id: id.clone(),
@@ -197,7 +197,7 @@ async fn replay(cx: Ctx) -> Result<Reply> {
             .stmt(&db)?,
     ])
     .await?;
-    queues::enqueue(
+    queue::enqueue(
         &cx.env,
         &Job::Webhook {
             event_id: row.id.clone(),

@@ -24,9 +24,9 @@ use crate::http::reply::Reply;
 use crate::http::router::{Access, Route};
 use crate::platform::config::Config;
 use crate::platform::db::Db;
+use crate::platform::queue::{self, Job, Outcome};
 use crate::platform::ratelimit::{self, TakeRequest};
 use crate::platform::{clock, ids};
-use crate::queues::{self, Job, Outcome};
 use crate::workflows::engine::{backoff_secs, fetch_text};
 
 /// Send attempts before a message is failed.
@@ -228,7 +228,7 @@ pub async fn queue_message(env: &Env, db: &Db, q: &Queued<'_>) -> Result<String>
         )?,
     ])
     .await?;
-    queues::enqueue(
+    queue::enqueue(
         env,
         &Job::Send {
             message_id: id.clone(),

@@ -194,4 +194,21 @@ mod tests {
             .collect();
         assert_eq!(got, [1, 2, 3, 4, 4, 1]);
     }
+
+    /// Both Workers read the same settings: their `[vars]` blocks must not drift apart.
+    #[test]
+    fn both_workers_configs_carry_the_same_vars() {
+        fn vars(toml: &str) -> Vec<&str> {
+            toml.lines()
+                .skip_while(|l| l.trim() != "[vars]")
+                .skip(1)
+                .take_while(|l| !l.trim_start().starts_with('['))
+                .filter(|l| l.contains('='))
+                .collect()
+        }
+        let api = vars(include_str!("../../wrangler.toml"));
+        let jobs = vars(include_str!("../../queues/wrangler.toml"));
+        assert!(!api.is_empty());
+        assert_eq!(api, jobs);
+    }
 }

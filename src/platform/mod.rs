@@ -6,4 +6,5 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod ids;
+pub mod queue;
 pub mod ratelimit;

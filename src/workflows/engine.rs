@@ -19,7 +19,7 @@ use crate::http::error::{AppError, Result};
 use crate::platform::clock;
 use crate::platform::config::Config;
 use crate::platform::db::Db;
-use crate::queues::{self, DeadLetter, Job, Outcome};
+use crate::platform::queue::{self, DeadLetter, Job, Outcome};
 use crate::settings::secrets;
 
 /// Whether a delivery of step `step` should run it.
@@ -238,14 +238,14 @@ pub async fn run_step(
             log(execution_id, step, "succeeded", def.name());
             let execution_id = execution_id.to_string();
             if last {
-                queues::enqueue(env, &Job::callback(&execution_id, "execution.completed"), 0)
+                queue::enqueue(env, &Job::callback(&execution_id, "execution.completed"), 0)
                     .await?;
             } else {
                 let next = Job::Step {
                     execution_id,
                     step: step + 1,
                 };
-                queues::enqueue(env, &next, done.delay_next_secs).await?;
+                queue::enqueue(env, &next, done.delay_next_secs).await?;
             }
             Ok(Outcome::Ack)
         }
@@ -295,7 +295,7 @@ pub async fn run_step(
                 execution_id: execution_id.to_string(),
                 step,
             };
-            queues::dead_letter(
+            queue::dead_letter(
                 env,
                 &DeadLetter {
                     job,
@@ -304,7 +304,7 @@ pub async fn run_step(
                 },
             )
             .await?;
-            queues::enqueue(env, &Job::callback(execution_id, "execution.failed"), 0).await?;
+            queue::enqueue(env, &Job::callback(execution_id, "execution.failed"), 0).await?;
             Ok(Outcome::Ack)
         }
     }

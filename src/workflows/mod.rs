@@ -21,8 +21,8 @@ use crate::http::json::Checks;
 use crate::http::pagination::PAGING;
 use crate::http::reply::Reply;
 use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
+use crate::platform::queue::{self, Job};
 use crate::platform::{clock, ids};
-use crate::queues::{self, Job};
 use db::{ExecutionFilter, WorkflowFilter};
 use model::{
     CreateWorkflow, ExecuteWorkflow, StartedExecution, UpdateWorkflow, EXECUTION_STATUSES, STATUSES,
@@ -358,7 +358,7 @@ async fn execute(cx: Ctx) -> Result<Reply> {
         execution_id: id.clone(),
         step: 0,
     };
-    if let Err(e) = queues::enqueue(&cx.env, &job, 0).await {
+    if let Err(e) = queue::enqueue(&cx.env, &job, 0).await {
         db.run(
             "UPDATE executions SET status = 'failed', error_message = 'could not be queued', \
              completed_at = ?2, updated_at = ?2 WHERE id = ?1",
@@ -442,7 +442,7 @@ async fn cancel(cx: Ctx) -> Result<Reply> {
             e.status
         )));
     }
-    queues::enqueue(&cx.env, &Job::callback(&e.id, "execution.cancelled"), 0).await?;
+    queue::enqueue(&cx.env, &Job::callback(&e.id, "execution.cancelled"), 0).await?;
     Reply::ok(&db::get_execution(&db, None, &e.id).await?)
 }
 
@@ -459,7 +459,7 @@ async fn requeue(cx: Ctx) -> Result<Reply> {
         execution_id: e.id.clone(),
         step: e.steps_completed,
     };
-    queues::enqueue(&cx.env, &job, 0).await?;
+    queue::enqueue(&cx.env, &job, 0).await?;
     audit::entry(&cx, "execution.requeued")
         .tenant(e.tenant_id.as_str())
         .target("execution", e.id.as_str())
@@ -509,7 +509,7 @@ pub async fn fail_timed_out(env: &worker::Env, now_ms: i64) -> Result<usize> {
             .await?;
         if changes > 0 {
             failed += 1;
-            queues::enqueue(env, &Job::callback(&s.id, "execution.failed"), 0).await?;
+            queue::enqueue(env, &Job::callback(&s.id, "execution.failed"), 0).await?;
         }
     }
     Ok(failed)

@@ -66,11 +66,12 @@ fn wrangler() -> PathBuf {
 
 fn start() -> Server {
     let root = root();
-    let shim = root.join("build/worker/shim.mjs");
-    assert!(
-        shim.exists(),
-        "build/worker/shim.mjs is missing: run `make test` (it builds the worker first)"
-    );
+    for shim in ["build/api/worker/shim.mjs", "build/jobs/worker/shim.mjs"] {
+        assert!(
+            root.join(shim).exists(),
+            "{shim} is missing: run `make test` (it builds both Workers first)"
+        );
+    }
     let dir = std::env::temp_dir().join(format!(
         "tenantry-test-{}-{}",
         std::process::id(),
@@ -78,22 +79,14 @@ fn start() -> Server {
     ));
     std::fs::create_dir_all(&dir).expect("temp dir");
 
-    // A private copy of the config, so the worker reads this directory's .dev.vars.
-    let config = std::fs::read_to_string(root.join("wrangler.toml"))
-        .expect("wrangler.toml")
-        .replace(
-            "main = \"build/worker/shim.mjs\"",
-            &format!("main = \"{}\"", shim.display()),
-        )
-        .replace(
-            "migrations_dir = \"migrations\"",
-            &format!("migrations_dir = \"{}\"", root.join("migrations").display()),
-        )
-        .replace(
-            "directory = \"build/assets\"",
-            &format!("directory = \"{}\"", root.join("build/assets").display()),
-        );
-    std::fs::write(dir.join("wrangler.toml"), config).expect("write config");
+    // Private copies of both Workers' configs, side by side, so both read this directory's
+    // .dev.vars.
+    run(
+        Command::new("python3")
+            .arg(root.join("scripts/local_configs.py"))
+            .arg(&dir),
+        "scripts/local_configs.py",
+    );
     let mock_port = free_port();
     let mock = format!("http://127.0.0.1:{mock_port}");
     let mock_child = start_mock(&root, mock_port, &dir);
@@ -180,12 +173,13 @@ fn start() -> Server {
     // The wrapper puts wrangler (and its workerd) in its own process group and ends the group
     // when this test process goes away, however it ends.
     let script = format!(
-        "set -m; \"{wr}\" dev -c \"{cfg}\" --port {port} --ip 127.0.0.1 --persist-to \"{state}\" \
+        "set -m; \"{wr}\" dev -c \"{cfg}\" -c \"{jobs}\" --port {port} --ip 127.0.0.1 --persist-to \"{state}\" \
          --test-scheduled --log-level info > \"{log}\" 2>&1 & W=$!; \
          trap 'kill -- -$W 2>/dev/null; rm -rf \"{dir}\"' EXIT; \
          while kill -0 {parent} 2>/dev/null && kill -0 $W 2>/dev/null; do sleep 0.5; done",
         wr = wr.display(),
         cfg = cfg.display(),
+        jobs = dir.join("jobs.toml").display(),
         state = state.display(),
         log = log.display(),
         dir = dir.display(),
