@@ -22,13 +22,14 @@ export WASM_OPT_BIN := $(CURDIR)/node_modules/.bin/wasm-opt
 WRANGLER := $(CURDIR)/node_modules/.bin/wrangler
 SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui.css favicon-32x32.png LICENSE
 
-.PHONY: help tools build dev-vars migrate seed dev test unit integration browser check bench fuzz deploy-check clean
+.PHONY: help tools build dev-vars migrate seed dev test unit integration browser check bench fuzz deploy-check admin clean
 
 help:
 	@echo "make dev    set up (tools, secrets, build, migrate, seed) and serve on http://localhost:$(PORT)"
 	@echo "make test   set up, then unit, integration and browser tests against fresh local state"
 	@echo "make check  cargo fmt --check and clippy -D warnings"
 	@echo "make bench  bundle size and throughput ratios (writes bench/results/latest.json)"
+	@echo "make admin  create the first platform admin in the deployed D1 (EMAIL=you@example.com)"
 
 ## tools: the pinned toolchain pieces, installed only when missing or at another version.
 tools:
@@ -120,6 +121,13 @@ deploy-check: tools
 	@test -f build/api/worker/shim.mjs -a -f build/jobs/worker/shim.mjs || { echo "no build: run make build"; exit 1; }
 	$(WRANGLER) deploy --dry-run --outdir build/dry-run/api
 	$(WRANGLER) deploy --dry-run --outdir $(CURDIR)/build/dry-run/jobs -c queues/wrangler.toml
+
+## admin: the first platform admin in the deployed D1 (asks for the password; refuses if one
+## exists). EMAIL=…, LOCAL=1 for the local state (.state), PASSWORD_ENV=VAR to read the
+## password from $VAR instead of asking, CONFIG=… for another wrangler config.
+admin: tools
+	@python3 scripts/create_admin.py $(if $(EMAIL),'$(EMAIL)') $(if $(LOCAL),--local --persist-to $(STATE),--remote) \
+	  $(if $(PASSWORD_ENV),--password-env $(PASSWORD_ENV)) $(if $(CONFIG),-c '$(CONFIG)') --wrangler $(WRANGLER)
 
 clean:
 	rm -rf build target/wasm32-unknown-unknown $(STATE)

@@ -26,11 +26,11 @@ pub fn server() -> &'static Server {
     SERVER.get_or_init(start)
 }
 
-fn root() -> PathBuf {
+pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn random_hex(n: usize) -> String {
+pub fn random_hex(n: usize) -> String {
     let mut buf = vec![0u8; n];
     getrandom::fill(&mut buf).expect("random bytes");
     hex::encode(buf)
@@ -55,7 +55,7 @@ fn run(cmd: &mut Command, what: &str) {
     );
 }
 
-fn wrangler() -> PathBuf {
+pub fn wrangler() -> PathBuf {
     let w = root().join("node_modules/.bin/wrangler");
     assert!(
         w.exists(),

@@ -4,6 +4,7 @@
 mod client;
 mod harness;
 
+mod admin_cli;
 mod apikeys;
 mod audit;
 mod auth;
