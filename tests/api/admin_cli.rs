@@ -38,13 +38,12 @@ fn migrated() -> Local {
     let root = root();
     let dir = std::env::temp_dir().join(format!("tenantry-admin-cli-{}", random_hex(4)));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let config = std::fs::read_to_string(root.join("wrangler.toml"))
-        .expect("wrangler.toml")
-        .replace(
-            "migrations_dir = \"migrations\"",
-            &format!("migrations_dir = \"{}\"", root.join("migrations").display()),
-        );
-    std::fs::write(dir.join("wrangler.toml"), config).expect("write config");
+    let configs = Command::new("python3")
+        .arg(root.join("scripts/local_configs.py"))
+        .arg(&dir)
+        .status()
+        .expect("python3 scripts/local_configs.py");
+    assert!(configs.success(), "scripts/local_configs.py failed");
     let local = Local {
         state: dir.join("state"),
         config: dir.join("wrangler.toml"),
