@@ -22,7 +22,7 @@ export WASM_OPT_BIN := $(CURDIR)/node_modules/.bin/wasm-opt
 WRANGLER := $(CURDIR)/node_modules/.bin/wrangler
 SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui.css favicon-32x32.png LICENSE
 
-.PHONY: help tools build dev-vars migrate seed dev test unit integration browser check bench fuzz deploy-check admin clean
+.PHONY: help tools build dev-vars migrate seed dev test unit integration browser check bench compare fuzz deploy-check admin clean
 
 help:
 	@echo "make dev    set up (tools, secrets, build, migrate, seed) and serve on http://localhost:$(PORT)"
@@ -110,6 +110,10 @@ check:
 
 bench: build
 	node bench/run.mjs
+
+## compare: side by side with the Hono peer in ../shared/bench (needs wrk: apt-get install -y wrk).
+compare: build
+	bench/compare.sh
 
 ## fuzz: schemathesis against our own OpenAPI document (needs PyPI's schemathesis, pinned here).
 fuzz: build

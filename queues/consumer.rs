@@ -65,7 +65,7 @@ async fn handle_job(env: &Env, message_id: &str, body: &str) -> Result<Outcome> 
             return Ok(Outcome::Ack);
         }
     };
-    let cfg = Config::from_env(env)?;
+    let cfg = Config::cached(env)?;
     match &job {
         Job::Step { execution_id, step } => {
             engine::run_step(env, &cfg, message_id, execution_id, *step).await

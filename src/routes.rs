@@ -1,6 +1,15 @@
 //! The whole route table: each feature contributes its routes.
 
-use crate::http::router::Route;
+use crate::http::router::{Route, RouteTable};
+
+/// The table, built and indexed once per isolate: a request looks routes up without
+/// rebuilding them.
+pub fn table() -> &'static RouteTable {
+    thread_local! {
+        static TABLE: &'static RouteTable = Box::leak(Box::new(RouteTable::new(all())));
+    }
+    TABLE.with(|t| *t)
+}
 
 pub fn all() -> Vec<Route> {
     let mut routes = Vec::with_capacity(64);

@@ -378,7 +378,11 @@ pub fn openapi_path(path: &str) -> String {
 
 pub fn document() -> Value {
     let mut paths = Map::new();
-    for route in crate::routes::all().iter().filter(|r| r.documented) {
+    for route in crate::routes::table()
+        .routes()
+        .iter()
+        .filter(|r| r.documented)
+    {
         let item = paths
             .entry(openapi_path(route.path))
             .or_insert_with(|| json!({}));

@@ -58,7 +58,7 @@ pub async fn handle(mut req: Request, env: Env, wctx: worker::Context) -> worker
             .collect(),
     };
 
-    let config = Config::from_env(&env);
+    let config = Config::cached(&env);
     let allowed_origins = config
         .as_ref()
         .map(|c| c.allowed_origins.clone())
@@ -73,7 +73,7 @@ pub async fn handle(mut req: Request, env: Env, wctx: worker::Context) -> worker
             Ok(config) => {
                 let setup = Setup {
                     env: env.clone(),
-                    config: Rc::new(config),
+                    config,
                     request_id: request_id.clone(),
                     path: path.clone(),
                     origin: url.origin().ascii_serialization(),
@@ -169,8 +169,7 @@ async fn serve(req: &mut Request, method_name: &str, s: Setup, trace: &mut Trace
     let method = Method::parse(method_name).ok_or_else(|| {
         AppError::MethodNotAllowed("GET, POST, PUT, PATCH, DELETE, OPTIONS".into())
     })?;
-    let routes = crate::routes::all();
-    let (route, params) = match router::lookup(&routes, method, &s.path) {
+    let (route, params) = match crate::routes::table().lookup(method, &s.path) {
         Lookup::Found(route, params) => (route, params),
         Lookup::WrongMethod(allowed) => {
             let allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();

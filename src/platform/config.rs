@@ -1,4 +1,8 @@
-//! Typed configuration, read once per request from vars and secrets (`.dev.vars` locally).
+//! Typed configuration, read from vars and secrets (`.dev.vars` locally) once per isolate:
+//! an isolate's bindings do not change while it lives (a redeploy starts new isolates).
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use worker::Env;
 
@@ -109,6 +113,20 @@ fn num<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> Result<T> {
 }
 
 impl Config {
+    /// The isolate's configuration, read on first use. A broken configuration is not kept, so
+    /// every request keeps answering its clear error until it is fixed.
+    pub fn cached(env: &Env) -> Result<Rc<Config>> {
+        thread_local! {
+            static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
+        }
+        if let Some(config) = CONFIG.with(|c| c.borrow().clone()) {
+            return Ok(config);
+        }
+        let config = Rc::new(Config::from_env(env)?);
+        CONFIG.with(|c| *c.borrow_mut() = Some(config.clone()));
+        Ok(config)
+    }
+
     pub fn from_env(env: &Env) -> Result<Config> {
         let jwt_secret = var(env, "JWT_SECRET").ok_or_else(|| {
             AppError::Internal("config: the JWT_SECRET secret is not set (run `make dev`)".into())
