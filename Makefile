@@ -110,6 +110,7 @@ check:
 
 bench: build
 	node bench/run.mjs
+	bench/compare.sh
 
 ## compare: side by side with the Hono peer in ../shared/bench (needs wrk: apt-get install -y wrk).
 compare: build

@@ -3,7 +3,8 @@
 # both Tenantry Workers on free local ports with fresh state and rate limits out of the way,
 # runs ../shared/bench/compare.py (wrk, route by route, alternating), and stops both.
 # usage: bench/compare.sh [seconds] [connections]   (after `make build`; `make compare` does both)
-# Output: the compare.py table, also written to bench/results/compare.txt.
+# Output: the compare.py table, also written to bench/results/compare.txt, and its figures with
+# the targets (issue: trivial ≥ 0.9×, auth/me and users ≥ 1.0×, login ≥ 0.9×) in compare.json.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${SHARED:-$ROOT/../shared}
@@ -47,3 +48,21 @@ wait_ready "http://127.0.0.1:$PORT/health/ready"
 mkdir -p "$ROOT/bench/results"
 python3 "$SHARED/bench/compare.py" --product "http://127.0.0.1:$PORT" --peer "http://127.0.0.1:$PEER_PORT" \
   --seconds "$SECONDS_PER_ROUTE" --conns "$CONNS" | tee "$ROOT/bench/results/compare.txt"
+python3 - "$ROOT/bench/results/compare.txt" "$ROOT/bench/results/compare.json" <<'PY'
+import json, sys
+targets = {"trivial": 0.9, "auth/me": 1.0, "users list": 1.0, "login": 0.9}
+rows = {}
+for line in open(sys.argv[1]):
+    parts = line.split()
+    name = " ".join(parts[:2]) if parts[:2] == ["users", "list"] else (parts[0] if parts else "")
+    if name not in targets:
+        continue
+    rest = parts[2:] if name == "users list" else parts[1:]
+    prod, peer, ratio = float(rest[0]), float(rest[1]), float(rest[2])
+    p50, p99 = rest[3].split("/"), rest[4].split("/")
+    rows[name] = {"product_rps": prod, "peer_rps": peer, "ratio": ratio, "target": targets[name],
+                  "met": ratio >= targets[name], "p50_ms": [float(p50[0]), float(p50[1])],
+                  "p99_ms": [float(p99[0]), float(p99[1])]}
+json.dump(rows, open(sys.argv[2], "w"), indent=2)
+print("targets:", ", ".join(f"{k} {v['ratio']}x {'met' if v['met'] else 'missed'} (≥ {v['target']}x)" for k, v in rows.items()))
+PY
