@@ -28,6 +28,9 @@ const READY_TIMEOUT_MS = 90_000;
 const MAX_NON_2XX_SHARE = 0.01;
 const HUGE_LIMIT = '100000000';
 const DEMO_EMAIL = 'owner@northwind.demo';
+// BENCH_JOBS=0 runs tenantry-api alone (the queue consumer paused): what the webhook tail looks
+// like when the jobs Worker does not share the local workerd process.
+const WITH_JOBS = process.env.BENCH_JOBS !== '0';
 
 const tmp = path.join(os.tmpdir(), `tenantry-bench-${process.pid}`);
 let worker = null; // the detached `wrangler dev` (leader of its own process group)
@@ -164,7 +167,7 @@ function startWorker(config, jobsConfig, state, port) {
   // much as a trivial request itself (measured: ~2x the req/s without them) and would compress
   // every ratio towards 1. The worker's console.error/warn output is still shown.
   const args = [
-    'dev', '-c', config, '-c', jobsConfig, '--port', String(port), '--persist-to', state, '--ip', '127.0.0.1',
+    'dev', '-c', config, ...(WITH_JOBS ? ['-c', jobsConfig] : []), '--port', String(port), '--persist-to', state, '--ip', '127.0.0.1',
     '--log-level', 'warn',
   ];
   log(`starting wrangler ${args.join(' ')}`);
@@ -478,6 +481,7 @@ async function main() {
     cpus: os.cpus().length,
     cpu_model: os.cpus()[0]?.model ?? null,
     load: { connections: CONNECTIONS, duration_s: DURATION_S, warmup_s: WARMUP_S },
+    jobs_worker_running: WITH_JOBS,
     bundle,
     scenarios: results,
     worker_log_problems: problems,
