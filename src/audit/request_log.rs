@@ -12,7 +12,7 @@ use worker::Env;
 
 use crate::http::error::Result;
 use crate::platform::db::{Arg, Db};
-use crate::platform::queue::{self, ApiLogEntry, Job};
+use crate::platform::queue::{self, ApiLog, Job};
 
 const FLUSH_AFTER: Duration = Duration::from_secs(1);
 /// Entries per queue message: paths are capped at 512 characters, so 100 entries stay far
@@ -22,12 +22,12 @@ const MAX_ENTRIES: usize = 100;
 const ROWS_PER_INSERT: usize = 9;
 
 thread_local! {
-    static PENDING: RefCell<Vec<ApiLogEntry>> = const { RefCell::new(Vec::new()) };
+    static PENDING: RefCell<Vec<ApiLog>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Keeps `entry` for the next flush. The request that starts a batch (or fills one) schedules
 /// the flush after its response, in `wait_until`; the others cost no I/O at all.
-pub fn record(env: &Env, wait: &worker::Context, entry: ApiLogEntry) {
+pub fn record(env: &Env, wait: &worker::Context, entry: ApiLog) {
     let (first, full) = PENDING.with(|p| {
         let mut p = p.borrow_mut();
         p.push(entry);
@@ -54,7 +54,7 @@ pub fn record(env: &Env, wait: &worker::Context, entry: ApiLogEntry) {
 
 /// The jobs Worker's side: one D1 batch (one transaction) for a message's entries. A
 /// redelivered message inserts nothing twice (the ids are the rows' keys).
-pub async fn insert(env: &Env, entries: &[ApiLogEntry]) -> Result<()> {
+pub async fn insert(env: &Env, entries: &[ApiLog]) -> Result<()> {
     let db = Db::from_env(env)?;
     let stmts = entries
         .chunks(ROWS_PER_INSERT)
@@ -80,7 +80,7 @@ fn insert_sql(rows: usize) -> String {
     )
 }
 
-fn insert_args(rows: &[ApiLogEntry]) -> Vec<Arg> {
+fn insert_args(rows: &[ApiLog]) -> Vec<Arg> {
     rows.iter()
         .flat_map(|e| {
             crate::args![
@@ -93,7 +93,7 @@ fn insert_args(rows: &[ApiLogEntry]) -> Vec<Arg> {
                 e.path.as_str(),
                 e.status,
                 e.duration_ms,
-                e.ip.as_str(),
+                e.ip.clone(),
                 e.created_at.as_str()
             ]
         })
@@ -113,7 +113,7 @@ mod tests {
 
     #[test]
     fn each_entry_binds_its_eleven_columns_in_order() {
-        let e = ApiLogEntry {
+        let e = ApiLog {
             id: "log_1".into(),
             request_id: "req_1".into(),
             tenant_id: None,
@@ -123,7 +123,7 @@ mod tests {
             path: "/api/v1/users".into(),
             status: 200,
             duration_ms: 3,
-            ip: "127.0.0.1".into(),
+            ip: Some("127.0.0.1".into()),
             created_at: "2026-12-01T00:00:00.000Z".into(),
         };
         let args = insert_args(&[e.clone(), e]);

@@ -64,20 +64,8 @@ impl From<AuditRow> for AuditLog {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ApiLog {
-    pub id: String,
-    pub request_id: String,
-    pub tenant_id: Option<String>,
-    pub user_id: Option<String>,
-    pub method: String,
-    pub route: String,
-    pub path: String,
-    pub status: i64,
-    pub duration_ms: i64,
-    pub ip: Option<String>,
-    pub created_at: String,
-}
+/// The request log's rows (the type the jobs Worker inserts them from).
+pub use crate::platform::queue::ApiLog;
 
 const AUDIT_QUERY: [QueryDoc; 8] = [
     PAGING[0],

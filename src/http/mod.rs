@@ -18,7 +18,7 @@ use worker::{Env, Request, Response};
 
 use crate::auth::principal::{self, Principal};
 use crate::platform::config::Config;
-use crate::platform::queue::ApiLogEntry;
+use crate::platform::queue::ApiLog;
 use crate::platform::ratelimit::{self, CheckRequest, Decision};
 use crate::platform::{clock, ids};
 use context::{Client, Ctx};
@@ -423,7 +423,7 @@ fn record_api_log(
     duration: i64,
     started: i64,
 ) {
-    let entry = ApiLogEntry {
+    let entry = ApiLog {
         id: ids::new_id("log"),
         request_id: request_id.to_string(),
         tenant_id: trace.tenant_id.clone(),
@@ -433,7 +433,7 @@ fn record_api_log(
         path: path.chars().take(512).collect(),
         status: i64::from(status),
         duration_ms: duration,
-        ip: client.ip.clone(),
+        ip: Some(client.ip.clone()),
         created_at: clock::rfc3339(started),
     };
     crate::audit::request_log::record(env, wait, entry);

@@ -5,6 +5,7 @@
 //! idempotent.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use worker::{Env, MessageBuilder};
 
 use super::bindings;
@@ -41,12 +42,13 @@ pub enum Job {
     /// The periodic clean-up (the API Worker's cron trigger enqueues it).
     Sweep,
     /// Request-log entries the API Worker collected, inserted in one D1 batch.
-    ApiLogs { entries: Vec<ApiLogEntry> },
+    ApiLogs { entries: Vec<ApiLog> },
 }
 
-/// One answered `/api/v1` request, as `GET /admin/api-logs` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ApiLogEntry {
+/// One answered `/api/v1` request: what the API Worker hands the jobs Worker, and what
+/// `GET /admin/api-logs` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ApiLog {
     pub id: String,
     pub request_id: String,
     pub tenant_id: Option<String>,
@@ -56,7 +58,7 @@ pub struct ApiLogEntry {
     pub path: String,
     pub status: i64,
     pub duration_ms: i64,
-    pub ip: String,
+    pub ip: Option<String>,
     pub created_at: String,
 }
 
