@@ -1,5 +1,6 @@
 //! Typed configuration, read once per request from vars and secrets (`.dev.vars` locally).
 
+use serde::{Deserialize, Serialize};
 use worker::Env;
 
 use crate::http::error::{AppError, Result};
@@ -36,7 +37,7 @@ pub struct Config {
 
 /// Rate-limit budgets. Per-plan requests per minute for the general API; the auth budget
 /// counts failed attempts per client IP and e-mail.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
     pub free: u32,
     pub starter: u32,
