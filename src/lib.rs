@@ -24,6 +24,9 @@ pub mod workflows;
 #[path = "../durable/rate_limiter.rs"]
 pub mod rate_limiter;
 
+#[path = "../durable/tenant_gate.rs"]
+pub mod tenant_gate;
+
 #[path = "../durable/conversation_hub.rs"]
 pub mod conversation_hub;
 
