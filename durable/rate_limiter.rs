@@ -1,5 +1,5 @@
-//! The rate-limiter Durable Object: one instance per key (tenant, client IP + e-mail, or a
-//! WhatsApp number's send bucket). It answers sliding-window checks and token-bucket takes.
+//! The rate-limiter Durable Object: one instance per key (an auth budget's client IP + e-mail
+//! or user, or a WhatsApp number's send bucket; tenants' API budgets live in `TenantGate`). It answers sliding-window checks and token-bucket takes.
 //! Its SQL storage calls are synchronous, so each read-modify-write below runs without an
 //! `await` in between and concurrent requests cannot lose updates.
 
@@ -7,7 +7,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, Result, Stat
 
 use crate::platform::clock;
 use crate::platform::ratelimit::{
-    decide, take, BucketState, CheckRequest, LimiterRequest, TakeRequest, WindowState,
+    check_stored, create_window_table, take, BucketState, CheckRequest, LimiterRequest, TakeRequest,
 };
 
 #[durable_object]
@@ -17,12 +17,7 @@ pub struct RateLimiter {
 
 impl DurableObject for RateLimiter {
     fn new(state: State, _env: Env) -> Self {
-        state.storage().sql().exec(
-            "CREATE TABLE IF NOT EXISTS window (id INTEGER PRIMARY KEY CHECK (id = 1), \
-             window_start_ms INTEGER NOT NULL, count INTEGER NOT NULL, prev_count INTEGER NOT NULL)",
-            None,
-        )
-        .ok();
+        create_window_table(&state.storage().sql()).ok();
         state
             .storage()
             .sql()
@@ -64,28 +59,7 @@ impl RateLimiter {
     }
 
     fn check(&self, check: CheckRequest) -> Result<Response> {
-        let sql = self.state.storage().sql();
-        let current: Vec<WindowState> = sql
-            .exec(
-                "SELECT window_start_ms, count, prev_count FROM window WHERE id = 1",
-                None,
-            )?
-            .to_array()?;
-        let (next, decision) = decide(
-            current.into_iter().next().unwrap_or_default(),
-            clock::now_ms(),
-            check,
-        );
-        sql.exec(
-            "INSERT INTO window (id, window_start_ms, count, prev_count) VALUES (1, ?, ?, ?) \
-             ON CONFLICT(id) DO UPDATE SET window_start_ms = excluded.window_start_ms, \
-             count = excluded.count, prev_count = excluded.prev_count",
-            vec![
-                next.window_start_ms.into(),
-                (next.count as i64).into(),
-                (next.prev_count as i64).into(),
-            ],
-        )?;
+        let decision = check_stored(&self.state.storage().sql(), clock::now_ms(), check)?;
         Response::from_json(&decision)
     }
 }

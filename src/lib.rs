@@ -29,6 +29,10 @@ pub mod workflows;
 pub mod rate_limiter;
 
 #[cfg(feature = "api")]
+#[path = "../durable/tenant_gate.rs"]
+pub mod tenant_gate;
+
+#[cfg(feature = "api")]
 #[path = "../durable/conversation_hub.rs"]
 pub mod conversation_hub;
 

@@ -1,6 +1,7 @@
 //! Identity: registration, log-in, token refresh with reuse detection, log-out, password change,
 //! and the caller's own profile. Also owns roles, tokens, password hashing and the principal.
 
+pub mod gate;
 pub mod jwt;
 pub mod model;
 pub mod password;
@@ -21,8 +22,9 @@ use crate::http::reply::Reply;
 use crate::http::router::{Access, Route};
 use crate::platform::crypto::sha256_hex;
 use crate::platform::ids;
-use crate::tenants::{self, model::TenantFields};
+use crate::tenants::{self, model::Tenant, model::TenantFields};
 use crate::users::{self, model::User};
+use gate::Scope;
 use model::*;
 
 pub fn routes() -> Vec<Route> {
@@ -97,17 +99,14 @@ async fn spend_budget(cx: &Ctx, key: &str) {
     cx.limit(key, l.auth_attempts, l.auth_window_secs, 1).await;
 }
 
-async fn token_response(
+fn token_response(
     cx: &Ctx,
     status: u16,
     user: User,
+    tenant: Tenant,
     access: String,
     refresh: String,
 ) -> Result<Reply> {
-    let db = cx.db()?;
-    let tenant = tenants::db::get(&db, &user.tenant_id)
-        .await?
-        .ok_or(AppError::NotFound)?;
     Reply::data(
         status,
         &TokenResponse {
@@ -200,7 +199,17 @@ async fn register(cx: Ctx) -> Result<Reply> {
     let user = users::db::get(&db, &tenant_id, &user_id)
         .await?
         .ok_or_else(|| AppError::Internal("registered user vanished".into()))?;
-    token_response(&cx, 201, user, issued.access_token, issued.refresh_token).await
+    let tenant = tenants::db::get(&db, &tenant_id)
+        .await?
+        .ok_or_else(|| AppError::Internal("registered tenant vanished".into()))?;
+    token_response(
+        &cx,
+        201,
+        user,
+        tenant,
+        issued.access_token,
+        issued.refresh_token,
+    )
 }
 
 async fn login(cx: Ctx) -> Result<Reply> {
@@ -233,8 +242,8 @@ async fn login(cx: Ctx) -> Result<Reply> {
     let user = cred.user;
     if !principal::account_usable(
         &user.status,
-        &cred.tenant_status,
-        cred.tenant_deleted_at.as_deref(),
+        &cred.tenant.tenant.status,
+        cred.tenant.deleted_at.as_deref(),
     ) {
         audit::entry(&cx, "auth.login_refused")
             .tenant(user.tenant_id.as_str())
@@ -261,7 +270,14 @@ async fn login(cx: Ctx) -> Result<Reply> {
         last_login: Some(now),
         ..user
     };
-    token_response(&cx, 200, user, issued.access_token, issued.refresh_token).await
+    token_response(
+        &cx,
+        200,
+        user,
+        cred.tenant.tenant,
+        issued.access_token,
+        issued.refresh_token,
+    )
 }
 
 #[derive(Deserialize)]
@@ -315,6 +331,14 @@ async fn refresh(cx: Ctx) -> Result<Reply> {
                 .stmt(&db)?,
         ])
         .await?;
+        gate::invalidate(
+            &cx.env,
+            &row.tenant_id,
+            Scope::Session {
+                session_id: row.session_id.clone(),
+            },
+        )
+        .await?;
         Err::<Reply, _>(AppError::Unauthorized(
             "token_reused",
             "This refresh token was already used; the session has been revoked.".into(),
@@ -358,7 +382,10 @@ async fn refresh(cx: Ctx) -> Result<Reply> {
     let user = users::db::get(&db, &row.tenant_id, &row.user_id)
         .await?
         .ok_or_else(invalid)?;
-    token_response(&cx, 200, user, access, new_refresh).await
+    let tenant = tenants::db::get(&db, &row.tenant_id)
+        .await?
+        .ok_or_else(invalid)?;
+    token_response(&cx, 200, user, tenant, access, new_refresh)
 }
 
 async fn logout(cx: Ctx) -> Result<Reply> {
@@ -384,6 +411,14 @@ async fn logout(cx: Ctx) -> Result<Reply> {
                 .target("session", row.session_id.as_str())
                 .stmt(&db)?,
         ])
+        .await?;
+        gate::invalidate(
+            &cx.env,
+            &p.tenant_id,
+            Scope::Session {
+                session_id: row.session_id,
+            },
+        )
         .await?;
     }
     Ok(Reply::no_content())
@@ -443,18 +478,22 @@ async fn change_password(cx: Ctx) -> Result<Reply> {
             .stmt(&db)?,
     ])
     .await?;
+    // The user's other sessions ended: the gate forgets all of them (and refills the caller's).
+    gate::invalidate(&cx.env, &p.tenant_id, Scope::User { user_id }).await?;
     Ok(Reply::no_content())
 }
 
+/// Answers from what admitting the caller loaded: no read of its own.
 async fn me(cx: Ctx) -> Result<Reply> {
     let p = cx.principal()?;
-    let db = cx.db()?;
-    let user = users::db::get(&db, &p.tenant_id, p.user_id()?)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let tenant = tenants::db::get(&db, &p.tenant_id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let role = user.role.clone();
-    Reply::ok(&MeResponse { user, tenant, role })
+    p.user_id()?;
+    let profile = p
+        .profile
+        .clone()
+        .ok_or_else(|| AppError::Internal("a session principal without its profile".into()))?;
+    Reply::ok(&MeResponse {
+        role: profile.user.role.clone(),
+        user: profile.user,
+        tenant: profile.tenant,
+    })
 }

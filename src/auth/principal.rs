@@ -1,10 +1,12 @@
 //! Who is calling: a user with a session token, or a tenant API key. `authenticate` resolves
-//! the credentials against D1 on every request (so suspensions and revocations apply at once);
+//! the credentials on every request (a session token through its tenant's gate, which is told
+//! of every suspension and revocation, an API key against D1), so they apply at once;
 //! `authorize` is the single place where a route's access rule is checked.
 
 use serde::Deserialize;
 use worker::{Env, Headers};
 
+use super::gate::{self, Admission, Admit, Budget};
 use super::jwt::{self, TokenError};
 use super::roles::Role;
 use crate::args;
@@ -14,6 +16,12 @@ use crate::platform::clock;
 use crate::platform::config::{Config, Limits};
 use crate::platform::crypto::sha256_hex;
 use crate::platform::db::Db;
+use crate::platform::ratelimit::Decision;
+use crate::tenants::model::Tenant;
+use crate::users::model::User;
+
+/// The tenant API budget's window, in seconds (for fail-open decisions).
+const WINDOW_SECS: u64 = (gate::TENANT_WINDOW_MS / 1000) as u64;
 
 pub const API_KEY_PREFIX: &str = "tnt_";
 
@@ -33,6 +41,14 @@ pub struct Principal {
     pub email: Option<String>,
     pub session_id: Option<String>,
     pub api_key: Option<ApiKeyCaller>,
+    /// A user's stored row and tenant as admitted (what `/auth/me` shows); `None` for API keys.
+    pub profile: Option<Profile>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub user: User,
+    pub tenant: Tenant,
 }
 
 impl Principal {
@@ -42,11 +58,7 @@ impl Principal {
     }
 
     pub fn rate_limit_per_minute(&self, limits: &Limits) -> u32 {
-        if self.role == Role::PlatformAdmin {
-            limits.platform
-        } else {
-            limits.per_minute(&self.plan)
-        }
+        gate::per_minute(self.role.as_str(), &self.plan, limits)
     }
 
     pub fn is_platform_admin(&self) -> bool {
@@ -101,19 +113,6 @@ pub fn credential(headers: &Headers) -> Option<String> {
 }
 
 #[derive(Deserialize)]
-struct SessionRow {
-    email: String,
-    role: String,
-    status: String,
-    tenant_id: String,
-    tenant_status: String,
-    tenant_deleted_at: Option<String>,
-    plan: String,
-    session_revoked_at: Option<String>,
-    session_expires_at: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct KeyRow {
     id: String,
     tenant_id: String,
@@ -125,17 +124,40 @@ struct KeyRow {
     plan: String,
 }
 
+/// Identifies the caller and, with `cost`, draws it from the tenant's API budget (the decision
+/// comes back for the `RateLimit-*` headers; a caller it refuses is refused with 429).
+///
+/// A session token is checked locally (signature, claims), then in one call to its tenant's
+/// gate, which answers the stored user, tenant and role and the budget decision together. If the
+/// gate cannot be reached, the same checks run on a direct D1 read (a revoked token stays out)
+/// and the budget fails open (logged), so an outage of the gate does not take the API down.
 pub async fn authenticate(
     env: &Env,
     config: &Config,
     headers: &Headers,
     now_ms: i64,
-) -> Result<Principal> {
+    cost: Option<u32>,
+) -> Result<(Principal, Option<Decision>)> {
     let token = credential(headers)
         .ok_or_else(|| unauthorized("unauthorized", "Send `Authorization: Bearer <token>`."))?;
-    let db = Db::from_env(env)?;
     if token.starts_with(API_KEY_PREFIX) {
-        return authenticate_key(&db, &token, now_ms).await;
+        let p = authenticate_key(&Db::from_env(env)?, &token, now_ms).await?;
+        // The key's tenant is known only after its D1 lookup, so a key costs that read plus a
+        // rate-only call to the same tenant gate that keeps its users' budget.
+        let decision = match cost {
+            Some(cost) => {
+                let limit = p.rate_limit_per_minute(&config.limits);
+                Some(match gate::draw(env, &p.tenant_id, limit, cost).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        worker::console_error!("tenant gate unavailable (rate fails open): {e}");
+                        Decision::fail_open(limit, WINDOW_SECS)
+                    }
+                })
+            }
+            None => None,
+        };
+        return Ok((p, decision));
     }
     let claims = jwt::verify(
         &config.jwt_secret,
@@ -148,49 +170,49 @@ pub async fn authenticate(
         TokenError::Expired => unauthorized("token_expired", "The access token has expired."),
         _ => unauthorized("invalid_token", "The access token is not valid."),
     })?;
-    let row: SessionRow = db
-        .one(
-            "SELECT u.email, u.role, u.status, u.tenant_id, t.status AS tenant_status, \
-             t.deleted_at AS tenant_deleted_at, t.plan, s.revoked_at AS session_revoked_at, \
-             s.expires_at AS session_expires_at \
-             FROM users u JOIN tenants t ON t.id = u.tenant_id \
-             LEFT JOIN sessions s ON s.id = ?2 AND s.user_id = u.id \
-             WHERE u.id = ?1",
-            &args![claims.sub.as_str(), claims.sid.as_str()],
-        )
-        .await?
-        .ok_or_else(|| unauthorized("invalid_token", "The access token is not valid."))?;
-    let now = clock::rfc3339(now_ms);
-    let session_live = row.session_revoked_at.is_none()
-        && row
-            .session_expires_at
-            .as_deref()
-            .is_some_and(|e| e > now.as_str());
-    if !session_live || row.tenant_id != claims.tenant || row.status == "deleted" {
-        return Err(unauthorized(
-            "invalid_token",
-            "The session has ended; log in again.",
-        ));
+    let admit = Admit {
+        tenant_id: claims.tenant,
+        user_id: claims.sub,
+        session_id: claims.sid,
+        budget: cost.map(|cost| Budget {
+            cost,
+            limits: config.limits.clone(),
+        }),
+    };
+    let session_id = admit.session_id.clone();
+    let answer = match gate::admit(env, admit.clone()).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            worker::console_error!("tenant gate unavailable (checking D1 directly): {e}");
+            let db = Db::from_env(env)?;
+            let loaded = gate::load(&db, &admit.tenant_id, &admit.user_id, &session_id).await?;
+            gate::admission(loaded, &admit, now_ms, |limit, _| {
+                Ok(Decision::fail_open(limit, WINDOW_SECS))
+            })?
+        }
+    };
+    match answer {
+        Admission::Refused { refusal } => Err(refusal.into()),
+        Admission::Admitted {
+            user,
+            tenant,
+            decision,
+        } => Ok((session_principal(*user, *tenant, session_id), decision)),
     }
-    if !account_usable(
-        &row.status,
-        &row.tenant_status,
-        row.tenant_deleted_at.as_deref(),
-    ) {
-        return Err(AppError::Forbidden(
-            "account_suspended",
-            "This account or its organisation is suspended.".into(),
-        ));
-    }
-    Ok(Principal {
-        tenant_id: row.tenant_id,
-        role: Role::parse(&row.role).unwrap_or(Role::Member),
-        plan: row.plan,
-        user_id: Some(claims.sub),
-        email: Some(row.email),
-        session_id: Some(claims.sid),
+}
+
+/// A user's principal from their stored row: the role is the one stored now, not the claim.
+fn session_principal(user: User, tenant: Tenant, session_id: String) -> Principal {
+    Principal {
+        tenant_id: user.tenant_id.clone(),
+        role: Role::parse(&user.role).unwrap_or(Role::Member),
+        plan: tenant.plan.clone(),
+        user_id: Some(user.id.clone()),
+        email: Some(user.email.clone()),
+        session_id: Some(session_id),
         api_key: None,
-    })
+        profile: Some(Profile { user, tenant }),
+    }
 }
 
 async fn authenticate_key(db: &Db, key: &str, now_ms: i64) -> Result<Principal> {
@@ -240,6 +262,7 @@ async fn authenticate_key(db: &Db, key: &str, now_ms: i64) -> Result<Principal> 
         email: None,
         session_id: None,
         api_key: Some(ApiKeyCaller { id: row.id, scopes }),
+        profile: None,
     })
 }
 
@@ -286,6 +309,7 @@ mod tests {
             email: Some("a@b.io".into()),
             session_id: Some("ses_1".into()),
             api_key: None,
+            profile: None,
         }
     }
 

@@ -201,23 +201,23 @@ async fn serve(req: &mut Request, method_name: &str, s: Setup, trace: &mut Trace
             }
             _ => req.headers().clone(),
         };
-        let p = principal::authenticate(&s.env, &s.config, &headers, s.now_ms).await?;
+        // The tenant's budget is drawn in the same call that admits the caller (one round trip
+        // before the handler), so it is drawn before the route's rule: a request the rule
+        // refuses still counts against the budget, and is answered 403 rather than 429.
+        let cost = (route.rate == RateClass::Tenant).then_some(1);
+        let (p, decision) =
+            principal::authenticate(&s.env, &s.config, &headers, s.now_ms, cost).await?;
         trace.tenant_id = Some(p.tenant_id.clone());
         trace.user_id = p.user_id.clone();
+        trace.rate.set(decision);
         principal::authorize(route.access, &p, method)?;
-        Some(p)
-    };
-
-    if let (RateClass::Tenant, Some(p)) = (route.rate, &principal) {
-        let limit = p.rate_limit_per_minute(&s.config.limits);
-        let key = format!("tenant:{}", p.tenant_id);
-        let d = draw(&s.env, &trace.rate, &key, limit, 60, 1).await;
-        if !d.allowed {
+        if let Some(d) = decision.filter(|d| !d.allowed) {
             return Err(AppError::RateLimited {
                 retry_after_secs: d.retry_after_secs,
             });
         }
-    }
+        Some(p)
+    };
 
     // Uploads are bounded by the caller's plan's file size limit (and, when read into memory,
     // by the in-memory limit); other bodies by the JSON body limit.
@@ -318,13 +318,7 @@ pub async fn draw(
         Ok(d) => d,
         Err(e) => {
             worker::console_error!("rate limiter unavailable: {e}");
-            Decision {
-                allowed: true,
-                limit,
-                remaining: limit,
-                reset_secs: window_secs as u64,
-                retry_after_secs: 0,
-            }
+            Decision::fail_open(limit, window_secs as u64)
         }
     };
     note.set(Some(d));

@@ -7,5 +7,6 @@ pub const DLQ: &str = "DLQ";
 /// The dead-letter queue's name, as the consumer sees it in `MessageBatch::queue()`.
 pub const DLQ_QUEUE: &str = "tenantry-dlq";
 pub const RATE_LIMITER: &str = "RATE_LIMITER";
+pub const TENANT_GATE: &str = "TENANT_GATE";
 pub const CONVERSATION_HUB: &str = "CONVERSATION_HUB";
 pub const ASSETS: &str = "ASSETS";

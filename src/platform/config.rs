@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use serde::{Deserialize, Serialize};
 use worker::Env;
 
 use crate::http::error::{AppError, Result};
@@ -40,7 +41,7 @@ pub struct Config {
 
 /// Rate-limit budgets. Per-plan requests per minute for the general API; the auth budget
 /// counts failed attempts per client IP and e-mail.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
     pub free: u32,
     pub starter: u32,

@@ -2,7 +2,7 @@
 
 use serde::de::DeserializeOwned;
 use wasm_bindgen::JsValue;
-use worker::{D1Database, D1PreparedStatement, Env};
+use worker::{D1Database, D1PreparedStatement, D1Result, Env};
 
 use super::bindings;
 use crate::http::error::{AppError, Result};
@@ -122,11 +122,22 @@ impl Db {
         Ok(changes(&result))
     }
 
+    /// Runs reads that belong together in one round trip; each statement's result comes back
+    /// in order (decode one with `first_row`).
+    pub async fn read_batch(&self, stmts: Vec<D1PreparedStatement>) -> Result<Vec<D1Result>> {
+        self.0.batch(stmts).await.map_err(map_err)
+    }
+
     /// Runs statements in one transaction; returns each statement's changed-row count.
     pub async fn batch(&self, stmts: Vec<D1PreparedStatement>) -> Result<Vec<u64>> {
         let results = self.0.batch(stmts).await.map_err(map_err)?;
         Ok(results.iter().map(changes).collect())
     }
+}
+
+/// The first row of one result of `read_batch`.
+pub fn first_row<T: DeserializeOwned>(result: &D1Result) -> Result<Option<T>> {
+    Ok(result.results::<T>().map_err(map_err)?.into_iter().next())
 }
 
 fn changes(result: &worker::D1Result) -> u64 {

@@ -3,7 +3,7 @@
 //! exact under concurrency.
 
 use serde::{Deserialize, Serialize};
-use worker::Env;
+use worker::{Env, SqlStorage};
 
 use super::bindings;
 use crate::http::error::{AppError, Result};
@@ -33,6 +33,62 @@ pub struct Decision {
     pub reset_secs: u64,
     /// Seconds until a request of this cost would be allowed (0 when allowed).
     pub retry_after_secs: u64,
+}
+
+impl Decision {
+    /// What a caller goes on with when the limiter cannot be reached (it logs why): let the
+    /// request through, so an outage of the limiter does not take the API down.
+    pub fn fail_open(limit: u32, window_secs: u64) -> Decision {
+        Decision {
+            allowed: true,
+            limit,
+            remaining: limit,
+            reset_secs: window_secs,
+            retry_after_secs: 0,
+        }
+    }
+}
+
+/// Creates the one-row table an object keeps its sliding window in (idempotent).
+pub fn create_window_table(sql: &SqlStorage) -> worker::Result<()> {
+    sql.exec(
+        "CREATE TABLE IF NOT EXISTS window (id INTEGER PRIMARY KEY CHECK (id = 1), \
+         window_start_ms INTEGER NOT NULL, count INTEGER NOT NULL, prev_count INTEGER NOT NULL)",
+        None,
+    )?;
+    Ok(())
+}
+
+/// Draws from the window an object keeps in its SQL storage. The calls are synchronous and
+/// nothing is awaited between the read and the write, so concurrent requests to the object
+/// cannot lose updates.
+pub fn check_stored(
+    sql: &SqlStorage,
+    now_ms: i64,
+    check: CheckRequest,
+) -> worker::Result<Decision> {
+    let current: Vec<WindowState> = sql
+        .exec(
+            "SELECT window_start_ms, count, prev_count FROM window WHERE id = 1",
+            None,
+        )?
+        .to_array()?;
+    let (next, decision) = decide(
+        current.into_iter().next().unwrap_or_default(),
+        now_ms,
+        check,
+    );
+    sql.exec(
+        "INSERT INTO window (id, window_start_ms, count, prev_count) VALUES (1, ?, ?, ?) \
+         ON CONFLICT(id) DO UPDATE SET window_start_ms = excluded.window_start_ms, \
+         count = excluded.count, prev_count = excluded.prev_count",
+        vec![
+            next.window_start_ms.into(),
+            (next.count as i64).into(),
+            (next.prev_count as i64).into(),
+        ],
+    )?;
+    Ok(decision)
 }
 
 /// Cloudflare-style sliding window counter: the previous window's count weighted by how much

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::args;
 use crate::audit;
+use crate::auth::gate::{self, Scope};
 use crate::auth::password;
 use crate::auth::roles::ALL_ROLES;
 use crate::handler;
@@ -167,6 +168,9 @@ async fn update(cx: Ctx) -> Result<Reply> {
             .stmt(&db)?,
     );
     db.batch(stmts).await?;
+    // Plan (the budget), status and name are cached by the tenant's gate; a suspension also
+    // ended every session.
+    gate::invalidate(&cx.env, &id, Scope::Tenant).await?;
     let tenant = db::get(&db, &id).await?.ok_or(AppError::NotFound)?;
     Reply::ok(&tenant)
 }
@@ -198,6 +202,7 @@ async fn remove(cx: Ctx) -> Result<Reply> {
         audit::entry(&cx, "tenant.deleted").target("tenant", id.as_str()).stmt(&db)?,
     ])
     .await?;
+    gate::invalidate(&cx.env, &id, Scope::Tenant).await?;
     Ok(Reply::no_content())
 }
 

@@ -33,6 +33,15 @@ pub struct Tenant {
     pub updated_at: String,
 }
 
+/// A tenant row, deleted or not, with its deletion mark: what the checks that refuse deleted
+/// organisations need (the API's `Tenant` hides deleted ones).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TenantRecord {
+    #[serde(flatten)]
+    pub tenant: Tenant,
+    pub deleted_at: Option<String>,
+}
+
 /// `POST /admin/tenants`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

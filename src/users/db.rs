@@ -4,30 +4,62 @@ use serde::Deserialize;
 
 use super::model::{User, USER_COLUMNS};
 use crate::args;
-use crate::http::error::Result;
+use crate::http::error::{AppError, Result};
 use crate::http::pagination::Page;
-use crate::platform::db::{Db, Filter};
+use crate::platform::db::{first_row, Db, Filter};
+use crate::tenants::model::{TenantRecord, TENANT_COLUMNS};
 
-/// A user with the fields only authentication needs.
-#[derive(Debug, Deserialize)]
+/// A user with the fields only authentication needs, and their tenant (log-in answers it).
+#[derive(Debug)]
 pub struct Credentials {
-    #[serde(flatten)]
     pub user: User,
     pub password_hash: String,
-    pub tenant_status: String,
-    pub tenant_deleted_at: Option<String>,
+    pub tenant: TenantRecord,
 }
 
+/// The user and their tenant in one round trip (two reads in one batch).
 pub async fn credentials_by_email(db: &Db, email: &str) -> Result<Option<Credentials>> {
-    db.one(
-        &format!(
-            "SELECT {USER_COLUMNS}, users.password_hash, tenants.status AS tenant_status, \
-             tenants.deleted_at AS tenant_deleted_at \
-             FROM users JOIN tenants ON tenants.id = users.tenant_id WHERE users.email = ?1"
-        ),
-        &args![email],
+    #[derive(Deserialize)]
+    struct Row {
+        #[serde(flatten)]
+        user: User,
+        password_hash: String,
+    }
+    let rows = db
+        .read_batch(vec![
+            db.stmt(
+                &format!(
+                    "SELECT {USER_COLUMNS}, users.password_hash FROM users WHERE users.email = ?1"
+                ),
+                &args![email],
+            )?,
+            db.stmt(
+                &format!(
+                    "SELECT {TENANT_COLUMNS}, tenants.deleted_at FROM tenants \
+                     WHERE tenants.id = (SELECT tenant_id FROM users WHERE email = ?1)"
+                ),
+                &args![email],
+            )?,
+        ])
+        .await?;
+    let [users, tenants] = rows.as_slice() else {
+        return Err(AppError::Internal(
+            "d1: a batch of two reads answered otherwise".into(),
+        ));
+    };
+    Ok(
+        match (
+            first_row::<Row>(users)?,
+            first_row::<TenantRecord>(tenants)?,
+        ) {
+            (Some(row), Some(tenant)) => Some(Credentials {
+                user: row.user,
+                password_hash: row.password_hash,
+                tenant,
+            }),
+            _ => None,
+        },
     )
-    .await
 }
 
 pub async fn password_hash(db: &Db, tenant_id: &str, user_id: &str) -> Result<Option<String>> {

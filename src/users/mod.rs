@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::args;
 use crate::audit;
+use crate::auth::gate::{self, Scope};
 use crate::auth::roles::{Role, TENANT_ROLES};
 use crate::auth::session;
 use crate::handler;
@@ -161,6 +162,15 @@ async fn update(cx: Ctx) -> Result<Reply> {
             .stmt(&db)?,
     );
     db.batch(stmts).await?;
+    // Name, role and status are what the gate admits the user's tokens by and `/auth/me` shows.
+    gate::invalidate(
+        &cx.env,
+        &tenant_id,
+        Scope::User {
+            user_id: target.id.clone(),
+        },
+    )
+    .await?;
     let user = db::get(&db, &tenant_id, &target.id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -187,5 +197,6 @@ async fn remove(cx: Ctx) -> Result<Reply> {
             .stmt(&db)?,
     ])
     .await?;
+    gate::invalidate(&cx.env, &tenant_id, Scope::User { user_id: target.id }).await?;
     Ok(Reply::no_content())
 }
