@@ -78,6 +78,7 @@ fn component_schemas() -> Vec<(String, Value)> {
         Dashboard, ErrorEntry, TenantCounts, Uptime, Window, WorkflowPerformance,
     };
     use crate::workflows::config::{Step, WorkflowConfig};
+    use crate::workflows::execution::ExecutionStatus;
     use crate::workflows::model::{
         CreateWorkflow, ExecuteWorkflow, Execution, StartedExecution, StepRun, UpdateWorkflow,
         Workflow, WorkflowStats,
@@ -118,6 +119,7 @@ fn component_schemas() -> Vec<(String, Value)> {
         UpdateWorkflow,
         ExecuteWorkflow,
         Execution,
+        ExecutionStatus,
         StartedExecution,
         StepRun,
         Dashboard,
