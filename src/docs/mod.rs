@@ -53,6 +53,7 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::health::{Health, HealthChecks};
     use crate::http::error::{FieldError, Problem};
     use crate::media::candidates::Candidate;
+    use crate::media::job_state::{JobKind, JobStatus};
     use crate::media::jobs::{JobResult, MediaJob, ProcessMedia};
     use crate::media::uploads::{CreateUpload, Upload};
     use crate::media::{CreateLink, Media, MediaLink};
@@ -120,6 +121,8 @@ fn component_schemas() -> Vec<(String, Value)> {
         ExecuteWorkflow,
         Execution,
         ExecutionStatus,
+        JobKind,
+        JobStatus,
         StartedExecution,
         StepRun,
         Dashboard,

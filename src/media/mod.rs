@@ -4,6 +4,7 @@
 
 pub mod bytes;
 pub mod candidates;
+pub mod job_state;
 pub mod jobs;
 #[cfg(feature = "jobs")]
 pub mod runner;
