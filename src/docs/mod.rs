@@ -58,6 +58,7 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::media::uploads::{CreateUpload, Upload};
     use crate::media::{CreateLink, Media, MediaLink};
     use crate::messaging::channel::{Channel, PutChannel, SecretState};
+    use crate::messaging::delivery::{Direction, MessageStatus};
     use crate::messaging::inbox::{
         AgentLoad, InboxSummary, StatusCounts, UpdateContact, UpdateConversation, UpdateMessage,
     };
@@ -123,6 +124,8 @@ fn component_schemas() -> Vec<(String, Value)> {
         ExecutionStatus,
         JobKind,
         JobStatus,
+        Direction,
+        MessageStatus,
         StartedExecution,
         StepRun,
         Dashboard,
