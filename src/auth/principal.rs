@@ -14,6 +14,7 @@ use crate::platform::clock;
 use crate::platform::config::{Config, Limits};
 use crate::platform::crypto::sha256_hex;
 use crate::platform::db::Db;
+use crate::tenants::plan::Plan;
 
 pub const API_KEY_PREFIX: &str = "tnt_";
 
@@ -27,7 +28,7 @@ pub struct ApiKeyCaller {
 pub struct Principal {
     pub tenant_id: String,
     pub role: Role,
-    pub plan: String,
+    pub plan: Plan,
     /// Set for users (session tokens); `None` for API keys.
     pub user_id: Option<String>,
     pub email: Option<String>,
@@ -45,7 +46,7 @@ impl Principal {
         if self.role == Role::PlatformAdmin {
             limits.platform
         } else {
-            limits.per_minute(&self.plan)
+            limits.per_minute(self.plan)
         }
     }
 
@@ -108,7 +109,7 @@ struct SessionRow {
     tenant_id: String,
     tenant_status: String,
     tenant_deleted_at: Option<String>,
-    plan: String,
+    plan: Plan,
     session_revoked_at: Option<String>,
     session_expires_at: Option<String>,
 }
@@ -122,7 +123,7 @@ struct KeyRow {
     last_used_at: Option<String>,
     tenant_status: String,
     tenant_deleted_at: Option<String>,
-    plan: String,
+    plan: Plan,
 }
 
 pub async fn authenticate(
@@ -281,7 +282,7 @@ mod tests {
         Principal {
             tenant_id: "ten_1".into(),
             role,
-            plan: "free".into(),
+            plan: Plan::Free,
             user_id: Some("usr_1".into()),
             email: Some("a@b.io".into()),
             session_id: Some("ses_1".into()),

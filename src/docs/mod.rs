@@ -73,6 +73,7 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::settings::secrets::{PutSecret, Secret};
     use crate::settings::{CallbackSecret, Settings, UpdateSettings};
     use crate::tenants::model::{CreateTenant, Tenant, UpdateTenant};
+    use crate::tenants::plan::Plan;
     use crate::tenants::CreateUser;
     use crate::tickets::{Comment, CreateComment, CreateTicket, Ticket, UpdateTicket};
     use crate::users::model::{UpdateUser, User};
@@ -100,6 +101,7 @@ fn component_schemas() -> Vec<(String, Value)> {
         User,
         UpdateUser,
         Tenant,
+        Plan,
         CreateTenant,
         UpdateTenant,
         CreateUser,

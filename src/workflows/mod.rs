@@ -25,6 +25,7 @@ use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
 use crate::platform::queue::{self, Job};
 use crate::platform::state::sql_list;
 use crate::platform::{clock, ids};
+use crate::tenants::plan::Plan;
 use db::{ExecutionFilter, WorkflowFilter};
 use execution::{Event, ExecutionStatus};
 use model::{CreateWorkflow, ExecuteWorkflow, StartedExecution, UpdateWorkflow, STATUSES};
@@ -68,12 +69,12 @@ const EXECUTION_QUERY: [QueryDoc; 7] = [
 ];
 
 /// Executions a tenant may start per calendar month (UTC), by plan.
-pub fn monthly_execution_quota(plan: &str) -> Option<i64> {
+pub fn monthly_execution_quota(plan: Plan) -> Option<i64> {
     match plan {
-        "free" => Some(1_000),
-        "starter" => Some(5_000),
-        "pro" => Some(10_000),
-        _ => None,
+        Plan::Free => Some(1_000),
+        Plan::Starter => Some(5_000),
+        Plan::Pro => Some(10_000),
+        Plan::PremiumCustom | Plan::Platform => None,
     }
 }
 
@@ -319,7 +320,7 @@ async fn execute(cx: Ctx) -> Result<Reply> {
     }
     let principal = cx.principal()?;
     let plan = if w.tenant_id == principal.tenant_id {
-        principal.plan.clone()
+        principal.plan
     } else {
         crate::tenants::db::get(&db, &w.tenant_id)
             .await?
@@ -327,7 +328,7 @@ async fn execute(cx: Ctx) -> Result<Reply> {
             .unwrap_or_default()
     };
     let now_ms = cx.now_ms;
-    if let Some(quota) = monthly_execution_quota(&plan) {
+    if let Some(quota) = monthly_execution_quota(plan) {
         let used = db::executions_since(&db, &w.tenant_id, &clock::month_start(now_ms)).await?;
         if used >= quota {
             return Err(AppError::QuotaExceeded(format!(
