@@ -94,14 +94,6 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: [Event; 5] = [
-        Event::Claimed,
-        Event::Succeeded,
-        Event::Retrying,
-        Event::Failed,
-        Event::DeadLettered,
-    ];
-
     /// The transition table: the statuses an event may move a job from, and where to.
     const fn rule(self) -> (&'static [JobStatus], JobStatus) {
         match self {
@@ -212,6 +204,14 @@ pub fn dead_letter(db: &Db, id: &str, error: &str, now: &str) -> Result<Guarded>
 mod tests {
     use super::*;
 
+    const EVENTS: [Event; 5] = [
+        Event::Claimed,
+        Event::Succeeded,
+        Event::Retrying,
+        Event::Failed,
+        Event::DeadLettered,
+    ];
+
     fn expected(s: JobStatus, e: Event) -> Option<JobStatus> {
         match (s, e) {
             (Pending | Processing, Event::Claimed) => Some(Processing),
@@ -226,7 +226,7 @@ mod tests {
     #[test]
     fn every_status_and_event_pair_follows_the_table() {
         for s in JobStatus::ALL {
-            for e in Event::ALL {
+            for e in EVENTS {
                 let got = next(s, e).map(|t| t.to).ok();
                 assert_eq!(got, expected(s, e), "{s} + {e:?}");
                 assert_eq!(e.from_states().contains(&s), got.is_some(), "{s} + {e:?}");
@@ -237,7 +237,7 @@ mod tests {
     #[test]
     fn finished_jobs_stay_finished_and_results_need_a_claim() {
         for s in [Completed, Failed] {
-            for e in Event::ALL {
+            for e in EVENTS {
                 assert_eq!(next(s, e), Err(Refused { from: s, event: e }));
             }
         }

@@ -80,18 +80,6 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: [Event; 9] = [
-        Event::Claimed,
-        Event::StepDone,
-        Event::LastStepDone,
-        Event::StepFailed,
-        Event::AttemptsExhausted,
-        Event::Cancelled,
-        Event::TimedOut,
-        Event::DeadLettered,
-        Event::NotQueued,
-    ];
-
     /// The transition table: the statuses an event may move an execution from, and where to.
     /// `next` decides with it and every `UPDATE` below guards with it.
     const fn rule(self) -> (&'static [ExecutionStatus], ExecutionStatus) {
@@ -326,6 +314,18 @@ fn fail_outside(db: &Db, id: &str, event: Event, reason: &Reason, now: &str) -> 
 mod tests {
     use super::*;
 
+    const EVENTS: [Event; 9] = [
+        Event::Claimed,
+        Event::StepDone,
+        Event::LastStepDone,
+        Event::StepFailed,
+        Event::AttemptsExhausted,
+        Event::Cancelled,
+        Event::TimedOut,
+        Event::DeadLettered,
+        Event::NotQueued,
+    ];
+
     /// Every (status, event) pair: where it goes, or `None` when refused.
     fn expected(s: ExecutionStatus, e: Event) -> Option<ExecutionStatus> {
         use Event::*;
@@ -344,7 +344,7 @@ mod tests {
     #[test]
     fn every_status_and_event_pair_follows_the_table() {
         for s in ExecutionStatus::ALL {
-            for e in Event::ALL {
+            for e in EVENTS {
                 let got = next(s, e).map(|t| t.to).ok();
                 assert_eq!(got, expected(s, e), "{s} + {e:?}");
                 assert_eq!(e.from_states().contains(&s), got.is_some(), "{s} + {e:?}");
@@ -356,7 +356,7 @@ mod tests {
     fn ended_executions_stay_ended() {
         for s in [Completed, Failed, Cancelled] {
             assert!(!s.is_live());
-            for e in Event::ALL {
+            for e in EVENTS {
                 assert_eq!(next(s, e), Err(Refused { from: s, event: e }));
             }
         }
