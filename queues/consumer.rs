@@ -12,7 +12,7 @@ use crate::platform::config::Config;
 use crate::platform::db::Db;
 use crate::platform::queue::{self, DeadLetter, Job, Outcome, CALLBACK_ATTEMPTS};
 use crate::platform::{bindings, clock, ids};
-use crate::workflows::{callbacks, engine};
+use crate::workflows::{callbacks, engine, execution};
 
 /// The `queue` entry point: dispatches on the queue the batch came from.
 pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()> {
@@ -142,15 +142,10 @@ async fn record_dead_letter(env: &Env, body: &str) -> Result<()> {
     if let Some(Job::Step { execution_id, .. }) = &job {
         let now = clock::rfc3339(clock::now_ms());
         let db = Db::from_env(env)?;
-        let failed = db
-            .run(
-                "UPDATE executions SET status = 'failed', error_message = ?2, completed_at = ?3, \
-                 updated_at = ?3, lease_id = NULL, lease_until = NULL \
-                 WHERE id = ?1 AND status IN ('pending', 'processing')",
-                &args![execution_id.as_str(), error.as_str(), now],
-            )
-            .await?;
-        if failed > 0 {
+        if execution::dead_letter(&db, execution_id, &error, &now)?
+            .run(&db)
+            .await?
+        {
             queue::enqueue(env, &Job::callback(execution_id, "execution.failed"), 0).await?;
         }
     }

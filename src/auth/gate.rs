@@ -17,6 +17,7 @@ use crate::platform::config::Limits;
 use crate::platform::db::{first_row, Db};
 use crate::platform::ratelimit::Decision;
 use crate::tenants::model::{TenantRecord, TENANT_COLUMNS};
+use crate::tenants::plan::Plan;
 use crate::users::model::{User, USER_COLUMNS};
 
 /// How long a cached entry is trusted without an invalidation. Every write that changes what is
@@ -101,7 +102,7 @@ pub fn check(
 }
 
 /// The requests per minute a user of this plan and role gets (the platform admin its own budget).
-pub fn per_minute(role: &str, plan: &str, limits: &Limits) -> u32 {
+pub fn per_minute(role: &str, plan: Plan, limits: &Limits) -> u32 {
     if Role::parse(role) == Some(Role::PlatformAdmin) {
         limits.platform
     } else {
@@ -296,7 +297,7 @@ pub fn admission(
     };
     let decision = match &admit.budget {
         Some(b) => {
-            let limit = per_minute(&loaded.user.role, &loaded.tenant.tenant.plan, &b.limits);
+            let limit = per_minute(&loaded.user.role, loaded.tenant.tenant.plan, &b.limits);
             Some(draw(limit, b.cost)?)
         }
         None => None,
@@ -431,7 +432,7 @@ mod tests {
                     id: "ten_1".into(),
                     name: "Org".into(),
                     slug: "org".into(),
-                    plan: "pro".into(),
+                    plan: Plan::Pro,
                     status: tenant_status.into(),
                     subscription_amount: 0.0,
                     subscription_start_date: None,
@@ -484,7 +485,7 @@ mod tests {
         let c = filled();
         let hit = c.lookup("usr_1", "ses_1", NOW + 1_000).expect("a hit");
         assert_eq!(hit.user.full_name, "Ada");
-        assert_eq!(hit.tenant.tenant.plan, "pro");
+        assert_eq!(hit.tenant.tenant.plan, Plan::Pro);
         assert!(c.lookup("usr_1", "ses_1", NOW + CACHE_TTL_MS - 1).is_some());
         assert!(c.lookup("usr_1", "ses_1", NOW + CACHE_TTL_MS).is_none());
     }

@@ -22,7 +22,7 @@ use crate::http::reply::Reply;
 use crate::http::router::{Access, Route};
 use crate::platform::crypto::sha256_hex;
 use crate::platform::ids;
-use crate::tenants::{self, model::Tenant, model::TenantFields};
+use crate::tenants::{self, model::Tenant, model::TenantFields, plan::Plan};
 use crate::users::{self, model::User};
 use gate::Scope;
 use model::*;
@@ -172,7 +172,7 @@ async fn register(cx: Ctx) -> Result<Reply> {
     let now = cx.now();
     let fields = TenantFields {
         name: Some(org_name),
-        plan: Some("free".into()),
+        plan: Some(Plan::Free),
         status: Some("active".into()),
         subscription_amount: Some(0.0),
         subscription_start_date: None,

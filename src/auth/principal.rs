@@ -18,6 +18,7 @@ use crate::platform::crypto::sha256_hex;
 use crate::platform::db::Db;
 use crate::platform::ratelimit::Decision;
 use crate::tenants::model::Tenant;
+use crate::tenants::plan::Plan;
 use crate::users::model::User;
 
 /// The tenant API budget's window, in seconds (for fail-open decisions).
@@ -35,7 +36,7 @@ pub struct ApiKeyCaller {
 pub struct Principal {
     pub tenant_id: String,
     pub role: Role,
-    pub plan: String,
+    pub plan: Plan,
     /// Set for users (session tokens); `None` for API keys.
     pub user_id: Option<String>,
     pub email: Option<String>,
@@ -58,7 +59,7 @@ impl Principal {
     }
 
     pub fn rate_limit_per_minute(&self, limits: &Limits) -> u32 {
-        gate::per_minute(self.role.as_str(), &self.plan, limits)
+        gate::per_minute(self.role.as_str(), self.plan, limits)
     }
 
     pub fn is_platform_admin(&self) -> bool {
@@ -121,7 +122,7 @@ struct KeyRow {
     last_used_at: Option<String>,
     tenant_status: String,
     tenant_deleted_at: Option<String>,
-    plan: String,
+    plan: Plan,
 }
 
 /// Identifies the caller and, with `cost`, draws it from the tenant's API budget (the decision
@@ -304,7 +305,7 @@ mod tests {
         Principal {
             tenant_id: "ten_1".into(),
             role,
-            plan: "free".into(),
+            plan: Plan::Free,
             user_id: Some("usr_1".into()),
             email: Some("a@b.io".into()),
             session_id: Some("ses_1".into()),

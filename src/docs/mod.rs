@@ -53,10 +53,12 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::health::{Health, HealthChecks};
     use crate::http::error::{FieldError, Problem};
     use crate::media::candidates::Candidate;
+    use crate::media::job_state::{JobKind, JobStatus};
     use crate::media::jobs::{JobResult, MediaJob, ProcessMedia};
     use crate::media::uploads::{CreateUpload, Upload};
     use crate::media::{CreateLink, Media, MediaLink};
     use crate::messaging::channel::{Channel, PutChannel, SecretState};
+    use crate::messaging::delivery::{Direction, MessageStatus};
     use crate::messaging::inbox::{
         AgentLoad, InboxSummary, StatusCounts, UpdateContact, UpdateConversation, UpdateMessage,
     };
@@ -71,6 +73,7 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::settings::secrets::{PutSecret, Secret};
     use crate::settings::{CallbackSecret, Settings, UpdateSettings};
     use crate::tenants::model::{CreateTenant, Tenant, UpdateTenant};
+    use crate::tenants::plan::Plan;
     use crate::tenants::CreateUser;
     use crate::tickets::{Comment, CreateComment, CreateTicket, Ticket, UpdateTicket};
     use crate::users::model::{UpdateUser, User};
@@ -78,6 +81,7 @@ fn component_schemas() -> Vec<(String, Value)> {
         Dashboard, ErrorEntry, TenantCounts, Uptime, Window, WorkflowPerformance,
     };
     use crate::workflows::config::{Step, WorkflowConfig};
+    use crate::workflows::execution::ExecutionStatus;
     use crate::workflows::model::{
         CreateWorkflow, ExecuteWorkflow, Execution, StartedExecution, StepRun, UpdateWorkflow,
         Workflow, WorkflowStats,
@@ -97,6 +101,7 @@ fn component_schemas() -> Vec<(String, Value)> {
         User,
         UpdateUser,
         Tenant,
+        Plan,
         CreateTenant,
         UpdateTenant,
         CreateUser,
@@ -118,6 +123,11 @@ fn component_schemas() -> Vec<(String, Value)> {
         UpdateWorkflow,
         ExecuteWorkflow,
         Execution,
+        ExecutionStatus,
+        JobKind,
+        JobStatus,
+        Direction,
+        MessageStatus,
         StartedExecution,
         StepRun,
         Dashboard,

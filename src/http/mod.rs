@@ -21,6 +21,7 @@ use crate::platform::config::Config;
 use crate::platform::queue::ApiLog;
 use crate::platform::ratelimit::{self, CheckRequest, Decision};
 use crate::platform::{clock, ids};
+use crate::tenants::plan::Plan;
 use context::{Client, Ctx};
 use error::{AppError, Result};
 use reply::Reply;
@@ -222,7 +223,7 @@ async fn serve(req: &mut Request, method_name: &str, s: Setup, trace: &mut Trace
     // Uploads are bounded by the caller's plan's file size limit (and, when read into memory,
     // by the in-memory limit); other bodies by the JSON body limit.
     let file_max = || {
-        let plan = principal.as_ref().map_or("free", |p| p.plan.as_str());
+        let plan = principal.as_ref().map_or(Plan::Free, |p| p.plan);
         s.config.media_max_bytes.for_plan(plan)
     };
     let (body, stream) = match streamable_length(req, route)? {

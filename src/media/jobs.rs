@@ -7,6 +7,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::candidates::Candidate;
+use super::job_state::{JobKind, JobStatus};
 use crate::args;
 use crate::audit;
 use crate::handler;
@@ -19,14 +20,11 @@ use crate::platform::db::{Arg, Db, Filter};
 use crate::platform::ids;
 use crate::platform::queue::{self, Job};
 
-pub const KINDS: [&str; 2] = ["extract_text", "ocr"];
-pub const STATUSES: [&str; 4] = ["pending", "processing", "completed", "failed"];
-
 const LIST_QUERY: [QueryDoc; 5] = [
     PAGING[0],
     PAGING[1],
-    q_enum("status", &STATUSES, "Only jobs with this status."),
-    q_enum("kind", &KINDS, "Only jobs of this kind."),
+    q_enum("status", &JobStatus::NAMES, "Only jobs with this status."),
+    q_enum("kind", &JobKind::NAMES, "Only jobs of this kind."),
     q("media_id", "string", "Only this file's jobs."),
 ];
 
@@ -76,9 +74,8 @@ pub struct JobResult {
 pub struct MediaJob {
     pub id: String,
     pub media_id: String,
-    pub kind: String,
-    /// `pending`, `processing`, `completed` or `failed`.
-    pub status: String,
+    pub kind: JobKind,
+    pub status: JobStatus,
     pub progress: i64,
     pub attempts: i64,
     pub result: Option<JobResult>,
@@ -92,8 +89,8 @@ pub struct MediaJob {
 struct JobRow {
     id: String,
     media_id: String,
-    kind: String,
-    status: String,
+    kind: JobKind,
+    status: JobStatus,
     progress: i64,
     attempts: i64,
     result: Option<String>,
@@ -138,29 +135,27 @@ pub async fn find(db: &Db, tenant_id: &str, id: &str) -> Result<MediaJob> {
 
 async fn process(cx: Ctx) -> Result<Reply> {
     let body: ProcessMedia = cx.json()?;
-    if !KINDS.contains(&body.kind.as_str()) {
-        return Err(AppError::field("kind", "must be extract_text or ocr"));
-    }
+    let kind = JobKind::parse(&body.kind)
+        .ok_or_else(|| AppError::field("kind", "must be extract_text or ocr"))?;
     let db = cx.db()?;
     let tenant_id = cx.tenant_id()?;
     let (media, _) = super::object_key(&db, tenant_id, cx.param("id")).await?;
-    let fits = match body.kind.as_str() {
-        "ocr" => media.content_type.starts_with("image/"),
-        _ => !media.content_type.starts_with("image/"),
+    let image = media.content_type.starts_with("image/");
+    let fits = match kind {
+        JobKind::Ocr => image,
+        JobKind::ExtractText => !image,
     };
     if !fits {
         return Err(AppError::Conflict(format!(
-            "{} cannot read {} files; use {}.",
-            body.kind,
+            "{kind} cannot read {} files; use {}.",
             media.content_type,
-            if body.kind == "ocr" {
-                "extract_text"
-            } else {
-                "ocr"
+            match kind {
+                JobKind::Ocr => JobKind::ExtractText,
+                JobKind::ExtractText => JobKind::Ocr,
             }
         )));
     }
-    if body.kind == "ocr" && cx.config.ocr_api_url.is_none() {
+    if kind == JobKind::Ocr && cx.config.ocr_api_url.is_none() {
         return Err(AppError::Conflict(
             "No OCR service is configured (OCR_API_URL).".into(),
         ));
@@ -170,19 +165,20 @@ async fn process(cx: Ctx) -> Result<Reply> {
     db.batch(vec![
         db.stmt(
             "INSERT INTO jobs (id, tenant_id, media_id, kind, status, created_by, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?6)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
             &args![
                 id.as_str(),
                 tenant_id,
                 media.id.as_str(),
-                body.kind.as_str(),
+                kind.as_str(),
+                JobStatus::Pending.as_str(),
                 cx.principal()?.user_id.clone(),
                 now
             ],
         )?,
         audit::entry(&cx, "job.created")
             .target("job", id.as_str())
-            .meta(json!({"media_id": media.id, "kind": body.kind}))
+            .meta(json!({"media_id": media.id, "kind": kind}))
             .stmt(&db)?,
     ])
     .await?;
@@ -201,11 +197,11 @@ async fn list(cx: Ctx) -> Result<Reply> {
     );
     f.and_opt(
         "jobs.status = ?",
-        cx.query_enum("status", &STATUSES)?.map(Arg::from),
+        cx.query_enum("status", &JobStatus::NAMES)?.map(Arg::from),
     )
     .and_opt(
         "jobs.kind = ?",
-        cx.query_enum("kind", &KINDS)?.map(Arg::from),
+        cx.query_enum("kind", &JobKind::NAMES)?.map(Arg::from),
     )
     .and_opt(
         "jobs.media_id = ?",

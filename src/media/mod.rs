@@ -4,6 +4,7 @@
 
 pub mod bytes;
 pub mod candidates;
+pub mod job_state;
 pub mod jobs;
 #[cfg(feature = "jobs")]
 pub mod runner;
@@ -29,6 +30,7 @@ use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
 use crate::platform::crypto::{constant_time_eq, hmac_sha256, sha256_hex};
 use crate::platform::db::{Arg, Db, Filter};
 use crate::platform::{bindings, clock, ids};
+use crate::tenants::plan::Plan;
 
 /// `?type=`: a family of files, or one exact type of `bytes::ALLOWED`.
 const KINDS: [&str; 3 + bytes::ALLOWED.len()] = {
@@ -188,13 +190,13 @@ pub async fn object_key(db: &Db, tenant_id: &str, id: &str) -> Result<(Media, St
 }
 
 /// Bytes a tenant may store, by plan.
-pub fn storage_quota(plan: &str) -> u64 {
+pub fn storage_quota(plan: Plan) -> u64 {
     const GB: u64 = 1024 * 1024 * 1024;
     match plan {
-        "starter" => 10 * GB,
-        "pro" => 50 * GB,
-        "premium_custom" | "platform" => 200 * GB,
-        _ => GB,
+        Plan::Free => GB,
+        Plan::Starter => 10 * GB,
+        Plan::Pro => 50 * GB,
+        Plan::PremiumCustom | Plan::Platform => 200 * GB,
     }
 }
 
@@ -439,7 +441,7 @@ async fn record(
 
 /// 413 above the plan's file size limit.
 fn within_file_limit(cx: &Ctx, size: u64) -> Result<()> {
-    let max = cx.config.media_max_bytes.for_plan(&cx.principal()?.plan);
+    let max = cx.config.media_max_bytes.for_plan(cx.principal()?.plan);
     if size > max {
         return Err(AppError::PayloadTooLarge(max));
     }
@@ -458,9 +460,10 @@ async fn used_storage_allows(cx: &Ctx, db: &Db, tenant_id: &str, adding: u64) ->
         )
         .await?
         .map_or(0, |u| u.used.max(0) as u64);
-    let quota = cx.config.storage_quota_override.unwrap_or_else(|| {
-        storage_quota(&cx.principal().map(|p| p.plan.clone()).unwrap_or_default())
-    });
+    let quota = cx
+        .config
+        .storage_quota_override
+        .unwrap_or_else(|| storage_quota(cx.principal().map(|p| p.plan).unwrap_or_default()));
     if used + adding > quota {
         return Err(AppError::QuotaExceeded(format!(
             "The plan's storage ({quota} bytes) would be exceeded: {used} bytes are in use."
@@ -754,6 +757,6 @@ mod tests {
         assert_eq!(clean_filename("../../etc/passwd"), "passwd");
         assert_eq!(clean_filename("C:\\x\\list \"2026\".pdf"), "list 2026.pdf");
         assert_eq!(clean_filename("  "), "upload");
-        assert_eq!(storage_quota("free"), 1024 * 1024 * 1024);
+        assert_eq!(storage_quota(Plan::Free), 1024 * 1024 * 1024);
     }
 }

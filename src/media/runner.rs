@@ -10,6 +10,7 @@ use serde_json::Value;
 use worker::{Env, Headers, Method, Request, RequestInit};
 
 use super::candidates;
+use super::job_state::{self, Event, JobKind, JobStatus};
 use super::jobs::JobResult;
 use crate::args;
 use crate::http::error::Result;
@@ -50,7 +51,7 @@ fn read_text(content_type: &str, data: Vec<u8>) -> std::result::Result<(String, 
 async fn extract(
     env: &Env,
     cfg: &Config,
-    kind: &str,
+    kind: JobKind,
     content_type: &str,
     key: &str,
 ) -> std::result::Result<JobResult, Failure> {
@@ -58,11 +59,11 @@ async fn extract(
         .await
         .map_err(|e| Failure::Transient(format!("reading the file: {e}")))?;
     let (text, pages, confidence) = match (kind, content_type) {
-        ("extract_text", t) => {
+        (JobKind::ExtractText, t) => {
             let (text, pages) = read_text(t, data)?;
             (text, pages, Some(1.0))
         }
-        ("ocr", t) if t.starts_with("image/") => {
+        (JobKind::Ocr, t) if t.starts_with("image/") => {
             let url = cfg
                 .ocr_api_url
                 .clone()
@@ -107,8 +108,8 @@ async fn extract(
 pub async fn run(env: &Env, cfg: &Config, job_id: &str) -> Result<Outcome> {
     #[derive(Deserialize)]
     struct Row {
-        kind: String,
-        status: String,
+        kind: JobKind,
+        status: JobStatus,
         attempts: i64,
         content_type: String,
         r2_key: String,
@@ -124,50 +125,43 @@ pub async fn run(env: &Env, cfg: &Config, job_id: &str) -> Result<Outcome> {
     else {
         return Ok(Outcome::Ack);
     };
-    if matches!(job.status.as_str(), "completed" | "failed") {
+    if job_state::next(job.status, Event::Claimed).is_err() {
+        // Finished: a redelivery.
         return Ok(Outcome::Ack);
     }
     let now_ms = clock::now_ms();
     let now = clock::rfc3339(now_ms);
-    let claimed = db
-        .run(
-            "UPDATE jobs SET status = 'processing', progress = 10, started_at = COALESCE(started_at, ?2), \
-             lease_until = ?3, updated_at = ?2 WHERE id = ?1 AND status IN ('pending', 'processing') \
-             AND (lease_until IS NULL OR lease_until < ?4)",
-            &args![job_id, now.as_str(), now_ms + 180_000, now_ms],
-        )
+    let claimed = job_state::claim(&db, job_id, &now, now_ms, now_ms + 180_000)?
+        .run(&db)
         .await?;
-    if claimed == 0 {
+    if !claimed {
         return Ok(Outcome::Ack);
     }
     let attempt = job.attempts + 1;
-    let outcome = extract(env, cfg, &job.kind, &job.content_type, &job.r2_key).await;
+    let outcome = extract(env, cfg, job.kind, &job.content_type, &job.r2_key).await;
     let done = clock::rfc3339(clock::now_ms());
     match outcome {
         Ok(result) => {
-            db.run(
-                "UPDATE jobs SET status = 'completed', progress = 100, attempts = ?2, result = ?3, \
-                 error = NULL, lease_until = NULL, completed_at = ?4, updated_at = ?4 WHERE id = ?1",
-                &args![job_id, attempt, serde_json::to_string(&result)?, done],
-            )
-            .await?;
+            let result = serde_json::to_string(&result)?;
+            job_state::succeed(&db, job_id, attempt, &result, &done)?
+                .run(&db)
+                .await?;
             Ok(Outcome::Ack)
         }
         Err(Failure::Transient(error)) if attempt < MAX_ATTEMPTS => {
-            db.run(
-                "UPDATE jobs SET attempts = ?2, error = ?3, lease_until = NULL, updated_at = ?4 WHERE id = ?1",
-                &args![job_id, attempt, error, done],
-            )
-            .await?;
+            job_state::retry(&db, job_id, attempt, &error, &done)?
+                .run(&db)
+                .await?;
             Ok(Outcome::Retry(backoff_secs(attempt)))
         }
         Err(Failure::Transient(error) | Failure::Permanent(error)) => {
-            db.run(
-                "UPDATE jobs SET status = 'failed', attempts = ?2, error = ?3, lease_until = NULL, \
-                 completed_at = ?4, updated_at = ?4 WHERE id = ?1",
-                &args![job_id, attempt, error.as_str(), done],
-            )
-            .await?;
+            let failed = job_state::fail(&db, job_id, attempt, &error, &done)?
+                .run(&db)
+                .await?;
+            if !failed {
+                // The dead-letter consumer or another delivery ended it meanwhile.
+                return Ok(Outcome::Ack);
+            }
             queue::dead_letter(
                 env,
                 &DeadLetter {
@@ -186,12 +180,10 @@ pub async fn run(env: &Env, cfg: &Config, job_id: &str) -> Result<Outcome> {
 
 /// Used by the DLQ consumer: a job the runtime gave up on is failed, not left running.
 pub async fn mark_failed(env: &Env, job_id: &str, error: &str) -> Result<()> {
-    Db::from_env(env)?
-        .run(
-            "UPDATE jobs SET status = 'failed', error = COALESCE(error, ?2) WHERE id = ?1 \
-             AND status IN ('pending', 'processing')",
-            &args![job_id, error],
-        )
+    let db = Db::from_env(env)?;
+    let now = clock::rfc3339(clock::now_ms());
+    job_state::dead_letter(&db, job_id, error, &now)?
+        .run(&db)
         .await?;
     Ok(())
 }

@@ -5,10 +5,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
+use super::delivery::{self, Direction, Event, MessageStatus};
 use super::live;
 use super::model::{
     tags, ContactRow, ConversationRow, Message, MessageRow, CONTACT_COLUMNS, CONVERSATION_SELECT,
-    CONVERSATION_STATUSES, DIRECTIONS, MESSAGE_COLUMNS, MESSAGE_STATUSES,
+    CONVERSATION_STATUSES, MESSAGE_COLUMNS,
 };
 use super::store;
 use crate::args;
@@ -55,10 +56,10 @@ const MESSAGE_QUERY: [QueryDoc; 6] = [
         "string",
         "Only this conversation's messages.",
     ),
-    q_enum("direction", &DIRECTIONS, "Inbound or outbound."),
+    q_enum("direction", &Direction::NAMES, "Inbound or outbound."),
     q_enum(
         "status",
-        &MESSAGE_STATUSES,
+        &MessageStatus::NAMES,
         "Only messages with this status.",
     ),
     q("q", "string", "Search message text."),
@@ -446,11 +447,13 @@ async fn messages(cx: Ctx) -> Result<Reply> {
     )
     .and_opt(
         "messages.direction = ?",
-        cx.query_enum("direction", &DIRECTIONS)?.map(Into::into),
+        cx.query_enum("direction", &Direction::NAMES)?
+            .map(Into::into),
     )
     .and_opt(
         "messages.status = ?",
-        cx.query_enum("status", &MESSAGE_STATUSES)?.map(Into::into),
+        cx.query_enum("status", &MessageStatus::NAMES)?
+            .map(Into::into),
     );
     if let Some(term) = cx.query_nonempty("q") {
         f.and(
@@ -477,23 +480,21 @@ async fn update_message(cx: Ctx) -> Result<Reply> {
     let db = cx.db()?;
     let tenant_id = cx.tenant_id()?;
     let m = store::message(&db, tenant_id, cx.param("id")).await?;
-    if m.direction != "inbound" {
+    if m.direction != Direction::Inbound {
         return Err(AppError::Conflict(
             "Outbound messages get their status from WhatsApp.".into(),
         ));
     }
-    if m.status == "received" {
-        db.batch(vec![
-            db.stmt(
-                "UPDATE messages SET status = 'read', updated_at = ?3 WHERE id = ?1 AND tenant_id = ?2",
-                &args![m.id.as_str(), tenant_id, cx.now()],
-            )?,
-            db.stmt(
-                "UPDATE conversations SET unread_count = MAX(unread_count - 1, 0) WHERE id = ?1 AND tenant_id = ?2",
-                &args![m.conversation_id.as_str(), tenant_id],
-            )?,
-        ])
-        .await?;
+    if delivery::next(m.status, Event::MarkedRead).is_ok() {
+        delivery::marked_read(&db, tenant_id, &m.id, &cx.now())?
+            .run_with(
+                &db,
+                vec![db.stmt(
+                    "UPDATE conversations SET unread_count = MAX(unread_count - 1, 0) WHERE id = ?1 AND tenant_id = ?2",
+                    &args![m.conversation_id.as_str(), tenant_id],
+                )?],
+            )
+            .await?;
     }
     Reply::ok(&store::message(&db, tenant_id, &m.id).await?)
 }

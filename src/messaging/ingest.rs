@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use worker::Env;
 
 use super::channel::{self, Credential};
+use super::delivery;
 use super::live;
 use super::store;
 use super::webhook::{self, Inbound, StatusUpdate};
@@ -324,27 +325,18 @@ async fn apply_status(
         id: String,
         conversation_id: String,
     }
-    let rank = webhook::status_rank(&s.status);
-    let changed = db
-        .run(
-            &format!(
-                "UPDATE messages SET status = ?3, error_code = COALESCE(?4, error_code), \
-                 error_title = COALESCE(?5, error_title), updated_at = ?6 \
-                 WHERE tenant_id = ?1 AND wamid = ?2 AND {} < ?7",
-                webhook::status_rank_sql("status")
-            ),
-            &args![
-                tenant_id,
-                s.wamid.as_str(),
-                s.status.as_str(),
-                s.error_code.clone(),
-                s.error_title.clone(),
-                now,
-                rank
-            ],
-        )
-        .await?;
-    if changed > 0 {
+    let changed = delivery::reported(
+        db,
+        tenant_id,
+        &s.wamid,
+        s.status,
+        s.error_code.clone(),
+        s.error_title.clone(),
+        now,
+    )?
+    .run(db)
+    .await?;
+    if changed {
         if let Some(hit) = db
             .one::<Hit>(
                 "SELECT id, conversation_id FROM messages WHERE tenant_id = ?1 AND wamid = ?2",

@@ -3,6 +3,7 @@
 //! WebSockets held by a Durable Object per conversation.
 
 pub mod channel;
+pub mod delivery;
 pub mod inbox;
 pub mod ingest;
 pub mod live;

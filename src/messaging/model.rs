@@ -4,10 +4,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::delivery::{Direction, MessageStatus};
+
 pub const CONVERSATION_STATUSES: [&str; 4] = ["open", "pending", "resolved", "archived"];
-pub const MESSAGE_STATUSES: [&str; 6] =
-    ["received", "queued", "sent", "delivered", "read", "failed"];
-pub const DIRECTIONS: [&str; 2] = ["inbound", "outbound"];
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Contact {
@@ -122,8 +121,7 @@ pub const CONVERSATION_SELECT: &str = "SELECT conversations.id, conversations.te
 pub struct Message {
     pub id: String,
     pub conversation_id: String,
-    /// `inbound` (from the contact) or `outbound` (from the business).
-    pub direction: String,
+    pub direction: Direction,
     /// WhatsApp's message id, once known.
     pub wamid: Option<String>,
     /// `text`, `image`, `template`, `audio`, `location`, …
@@ -133,8 +131,7 @@ pub struct Message {
     pub text: Option<String>,
     /// The type-specific content as Meta shows it.
     pub content: Value,
-    /// `received`, `queued`, `sent`, `delivered`, `read` or `failed`.
-    pub status: String,
+    pub status: MessageStatus,
     pub error_code: Option<String>,
     pub error_title: Option<String>,
     pub attempts: i64,
@@ -150,13 +147,13 @@ pub struct Message {
 pub struct MessageRow {
     id: String,
     conversation_id: String,
-    direction: String,
+    direction: Direction,
     wamid: Option<String>,
     #[serde(rename = "type")]
     kind: String,
     text: Option<String>,
     content: String,
-    status: String,
+    status: MessageStatus,
     error_code: Option<String>,
     error_title: Option<String>,
     attempts: i64,

@@ -1,7 +1,7 @@
 //! Outbound messages: `POST /messages` queues a send; the consumer paces it through the
 //! number's token bucket (a Durable Object), calls the Graph API with the tenant's token,
 //! stores the wamid (`sent`), and retries transient errors with backoff before marking the
-//! message `failed` with Meta's error code and title.
+//! message `failed` with Meta's error code and title (the moves are `delivery`'s).
 
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use worker::{Env, Headers, Method, Request, RequestInit};
 
 use super::channel::{self, Credential};
+use super::delivery::{self, Event, MessageStatus};
 use super::live;
 use super::model::wa_id;
 use super::store;
@@ -26,6 +27,7 @@ use crate::platform::config::Config;
 use crate::platform::db::Db;
 use crate::platform::queue::{self, Job, Outcome};
 use crate::platform::ratelimit::{self, TakeRequest};
+use crate::platform::state::Guarded;
 use crate::platform::{clock, ids};
 use crate::workflows::engine::{backoff_secs, fetch_text};
 
@@ -298,7 +300,7 @@ async fn create(cx: Ctx) -> Result<Reply> {
 struct SendRow {
     tenant_id: String,
     conversation_id: String,
-    status: String,
+    status: MessageStatus,
     #[serde(rename = "type")]
     kind: String,
     content: String,
@@ -320,7 +322,7 @@ pub async fn send(env: &Env, cfg: &Config, message_id: &str) -> Result<Outcome> 
     else {
         return Ok(Outcome::Ack);
     };
-    if m.status != "queued" {
+    if delivery::next(m.status, Event::Accepted).is_err() {
         // Already sent (a redelivery) or failed.
         return Ok(Outcome::Ack);
     }
@@ -330,15 +332,15 @@ pub async fn send(env: &Env, cfg: &Config, message_id: &str) -> Result<Outcome> 
         None => None,
     };
     let (Some(channel), Some(token)) = (channel, token) else {
-        finish_failed(
-            env,
+        let failed = delivery::send_failed(
             &db,
             message_id,
-            &m,
+            m.attempts,
             "channel",
             "The WhatsApp channel is not connected.",
-        )
-        .await?;
+            &clock::rfc3339(clock::now_ms()),
+        )?;
+        finish(env, &db, &m, message_id, failed).await?;
         return Ok(Outcome::Ack);
     };
     let paced = ratelimit::take_tokens(
@@ -386,52 +388,31 @@ pub async fn send(env: &Env, cfg: &Config, message_id: &str) -> Result<Outcome> 
     if (200..300).contains(&status) {
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let wamid = v["messages"][0]["id"].as_str().map(str::to_string);
-        db.run(
-            "UPDATE messages SET status = 'sent', wamid = ?2, attempts = ?3, error_code = NULL, \
-             error_title = NULL, updated_at = ?4 WHERE id = ?1 AND status = 'queued'",
-            &args![message_id, wamid, attempt, now.as_str()],
-        )
-        .await?;
-        publish_status(env, &db, &m, message_id).await?;
+        let sent = delivery::accepted(&db, message_id, wamid, attempt, &now)?;
+        finish(env, &db, &m, message_id, sent).await?;
         return Ok(Outcome::Ack);
     }
     let (code, title, transient) = graph_error(if status == 0 { 503 } else { status }, &text);
     if transient && attempt < MAX_SEND_ATTEMPTS {
-        db.run(
-            "UPDATE messages SET attempts = ?2, error_code = ?3, error_title = ?4, updated_at = ?5 \
-             WHERE id = ?1 AND status = 'queued'",
-            &args![message_id, attempt, code, title, now],
-        )
-        .await?;
+        delivery::send_retrying(&db, message_id, attempt, &code, &title, &now)?
+            .run(&db)
+            .await?;
         return Ok(Outcome::Retry(backoff_secs(attempt)));
     }
-    db.run(
-        "UPDATE messages SET attempts = ?2 WHERE id = ?1",
-        &args![message_id, attempt],
-    )
-    .await?;
-    finish_failed(env, &db, message_id, &m, &code, &title).await?;
+    let failed = delivery::send_failed(&db, message_id, attempt, &code, &title, &now)?;
+    finish(env, &db, &m, message_id, failed).await?;
     Ok(Outcome::Ack)
 }
 
-async fn finish_failed(
+/// Runs a send's final move and tells the conversation's live feed.
+async fn finish(
     env: &Env,
     db: &Db,
-    message_id: &str,
     m: &SendRow,
-    code: &str,
-    title: &str,
+    message_id: &str,
+    transition: Guarded,
 ) -> Result<()> {
-    db.run(
-        "UPDATE messages SET status = 'failed', error_code = ?2, error_title = ?3, updated_at = ?4 \
-         WHERE id = ?1 AND status = 'queued'",
-        &args![message_id, code, title, clock::rfc3339(clock::now_ms())],
-    )
-    .await?;
-    publish_status(env, db, m, message_id).await
-}
-
-async fn publish_status(env: &Env, db: &Db, m: &SendRow, message_id: &str) -> Result<()> {
+    transition.run(db).await?;
     let message = store::message(db, &m.tenant_id, message_id).await?;
     live::publish(env, &m.conversation_id, "message.status", &message).await;
     Ok(())
@@ -439,12 +420,10 @@ async fn publish_status(env: &Env, db: &Db, m: &SendRow, message_id: &str) -> Re
 
 /// Used by the DLQ consumer: a send the runtime gave up on is failed, not left queued.
 pub async fn mark_failed(env: &Env, message_id: &str, error: &str) -> Result<()> {
-    Db::from_env(env)?
-        .run(
-            "UPDATE messages SET status = 'failed', error_code = 'dead_letter', error_title = ?2 \
-             WHERE id = ?1 AND status = 'queued'",
-            &args![message_id, error],
-        )
+    let db = Db::from_env(env)?;
+    let now = clock::rfc3339(clock::now_ms());
+    delivery::dead_letter(&db, message_id, error, &now)?
+        .run(&db)
         .await?;
     Ok(())
 }

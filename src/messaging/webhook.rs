@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::delivery::MessageStatus;
 use crate::platform::clock;
 use crate::platform::crypto::{constant_time_eq, hmac_sha256};
 
@@ -35,7 +36,7 @@ pub struct Inbound {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusUpdate {
     pub wamid: String,
-    pub status: String,
+    pub status: MessageStatus,
     pub recipient: String,
     pub timestamp: Option<String>,
     pub error_code: Option<String>,
@@ -46,28 +47,6 @@ pub struct StatusUpdate {
 pub struct Parsed {
     pub messages: Vec<Inbound>,
     pub statuses: Vec<StatusUpdate>,
-}
-
-pub const DELIVERY_STATUSES: [&str; 4] = ["sent", "delivered", "read", "failed"];
-
-/// Order of message statuses; an update never moves a message to a lower rank.
-pub fn status_rank(status: &str) -> i64 {
-    match status {
-        "received" | "queued" => 0,
-        "sent" => 1,
-        "delivered" => 2,
-        "read" => 3,
-        "failed" => 4,
-        _ => 0,
-    }
-}
-
-/// The same order as SQL, for guarded updates.
-pub fn status_rank_sql(column: &str) -> String {
-    format!(
-        "(CASE {column} WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 \
-         WHEN 'failed' THEN 4 ELSE 0 END)"
-    )
 }
 
 fn s(v: &Value) -> String {
@@ -126,8 +105,10 @@ pub fn parse(payload: &Value) -> Result<Parsed, String> {
                 });
             }
             for st in value["statuses"].as_array().into_iter().flatten() {
-                let status = s(&st["status"]);
-                if !DELIVERY_STATUSES.contains(&status.as_str()) || s(&st["id"]).is_empty() {
+                let Some(status) = MessageStatus::parse_report(&s(&st["status"])) else {
+                    continue;
+                };
+                if s(&st["id"]).is_empty() {
                     continue;
                 }
                 let error = &st["errors"][0];
@@ -345,8 +326,5 @@ mod tests {
         assert!(parse(&json!({"hello": "world"})).is_err());
         assert!(parse(&json!([1, 2])).is_err());
         assert_eq!(parse(&json!({"entry": []})).unwrap(), Parsed::default());
-        assert!(status_rank("read") > status_rank("delivered"));
-        assert!(status_rank("delivered") > status_rank("sent"));
-        assert!(status_rank("sent") > status_rank("queued"));
     }
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use worker::Env;
 
 use crate::http::error::{AppError, Result};
+use crate::tenants::plan::Plan;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -53,13 +54,13 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn per_minute(&self, plan: &str) -> u32 {
+    pub fn per_minute(&self, plan: Plan) -> u32 {
         match plan {
-            "starter" => self.starter,
-            "pro" => self.pro,
-            "premium_custom" => self.premium_custom,
-            "platform" => self.platform,
-            _ => self.free,
+            Plan::Free => self.free,
+            Plan::Starter => self.starter,
+            Plan::Pro => self.pro,
+            Plan::PremiumCustom => self.premium_custom,
+            Plan::Platform => self.platform,
         }
     }
 }
@@ -75,12 +76,12 @@ pub struct PlanBytes {
 }
 
 impl PlanBytes {
-    pub fn for_plan(&self, plan: &str) -> u64 {
+    pub fn for_plan(&self, plan: Plan) -> u64 {
         match plan {
-            "starter" => self.starter,
-            "pro" => self.pro,
-            "premium_custom" | "platform" => self.premium_custom,
-            _ => self.free,
+            Plan::Free => self.free,
+            Plan::Starter => self.starter,
+            Plan::Pro => self.pro,
+            Plan::PremiumCustom | Plan::Platform => self.premium_custom,
         }
     }
 
@@ -207,11 +208,11 @@ mod tests {
             pro: 3,
             premium_custom: 4,
         };
-        let got: Vec<u64> = ["free", "starter", "pro", "premium_custom", "platform", "?"]
+        let got: Vec<u64> = ["free", "starter", "pro", "premium_custom", "platform"]
             .iter()
-            .map(|p| b.for_plan(p))
+            .map(|p| b.for_plan(Plan::parse(p).unwrap()))
             .collect();
-        assert_eq!(got, [1, 2, 3, 4, 4, 1]);
+        assert_eq!(got, [1, 2, 3, 4, 4]);
     }
 
     /// Both Workers read the same settings: their `[vars]` blocks must not drift apart.

@@ -128,6 +128,12 @@ impl Db {
         self.0.batch(stmts).await.map_err(map_err)
     }
 
+    /// Runs a prepared write; returns the number of rows changed.
+    pub async fn run_stmt(&self, stmt: D1PreparedStatement) -> Result<u64> {
+        let result = stmt.run().await.map_err(map_err)?;
+        Ok(changes(&result))
+    }
+
     /// Runs statements in one transaction; returns each statement's changed-row count.
     pub async fn batch(&self, stmts: Vec<D1PreparedStatement>) -> Result<Vec<u64>> {
         let results = self.0.batch(stmts).await.map_err(map_err)?;

@@ -8,3 +8,4 @@ pub mod db;
 pub mod ids;
 pub mod queue;
 pub mod ratelimit;
+pub mod state;

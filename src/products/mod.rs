@@ -16,6 +16,7 @@ use crate::http::pagination::PAGING;
 use crate::http::reply::Reply;
 use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
 use crate::media;
+use crate::media::job_state::JobStatus;
 use crate::platform::db::{like_pattern, Arg, Db, Filter};
 use crate::platform::ids;
 
@@ -476,7 +477,7 @@ async fn from_candidates(cx: Ctx) -> Result<Reply> {
     let db = cx.db()?;
     let tenant_id = cx.tenant_id()?;
     let job = media::jobs::find(&db, tenant_id, &body.job_id).await?;
-    let Some(result) = job.result.filter(|_| job.status == "completed") else {
+    let Some(result) = job.result.filter(|_| job.status == JobStatus::Completed) else {
         return Err(AppError::Conflict(format!(
             "The job is {}; products come from a completed job.",
             job.status

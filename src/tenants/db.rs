@@ -62,7 +62,7 @@ pub fn insert_stmt(
             id,
             f.name.clone(),
             slug,
-            f.plan.clone().unwrap_or_else(|| "free".into()),
+            f.plan.unwrap_or_default().as_str(),
             f.status.clone().unwrap_or_else(|| "active".into()),
             f.subscription_amount.unwrap_or(0.0),
             f.subscription_start_date.clone().flatten(),
@@ -83,8 +83,8 @@ pub fn update_stmt(db: &Db, id: &str, f: &TenantFields, now: &str) -> Result<D1P
     if let Some(v) = &f.name {
         set("name", v.into());
     }
-    if let Some(v) = &f.plan {
-        set("plan", v.into());
+    if let Some(v) = f.plan {
+        set("plan", v.as_str().into());
     }
     if let Some(v) = &f.status {
         set("status", v.into());

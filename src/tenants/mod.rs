@@ -2,6 +2,7 @@
 
 pub mod db;
 pub mod model;
+pub mod plan;
 
 use serde::Deserialize;
 use serde_json::json;
@@ -21,13 +22,14 @@ use crate::http::reply::Reply;
 use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
 use crate::platform::ids;
 use crate::users;
-use model::{CreateTenant, Tenant, UpdateTenant, PLANS, STATUSES};
+use model::{CreateTenant, Tenant, UpdateTenant, STATUSES};
+use plan::Plan;
 
 const LIST_QUERY: [QueryDoc; 5] = [
     PAGING[0],
     PAGING[1],
     q_enum("status", &STATUSES, "Only tenants with this status."),
-    q_enum("plan", &PLANS, "Only tenants on this plan."),
+    q_enum("plan", &Plan::NAMES, "Only tenants on this plan."),
     q("q", "string", "Search in name and slug."),
 ];
 
@@ -94,7 +96,7 @@ async fn list(cx: Ctx) -> Result<Reply> {
     let page = cx.page()?;
     let filter = db::ListFilter {
         status: cx.query_enum("status", &STATUSES)?,
-        plan: cx.query_enum("plan", &PLANS)?,
+        plan: cx.query_enum("plan", &Plan::NAMES)?,
         q: cx.query_nonempty("q").map(str::to_string),
     };
     let rows = db::list(&cx.db()?, &filter, &page).await?;

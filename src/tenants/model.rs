@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::plan::Plan;
 use crate::http::json::{self, Checks};
 use crate::platform::clock;
 
@@ -11,7 +12,6 @@ pub const TENANT_COLUMNS: &str =
      tenants.subscription_amount, tenants.subscription_start_date, tenants.subscription_end_date, \
      tenants.created_at, tenants.updated_at";
 
-pub const PLANS: [&str; 4] = ["free", "starter", "pro", "premium_custom"];
 pub const STATUSES: [&str; 3] = ["active", "pending", "suspended"];
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -19,9 +19,8 @@ pub struct Tenant {
     pub id: String,
     pub name: String,
     pub slug: String,
-    /// `free`, `starter`, `pro` or `premium_custom`.
     #[schema(example = "pro")]
-    pub plan: String,
+    pub plan: Plan,
     /// `active`, `pending` or `suspended`.
     #[schema(example = "active")]
     pub status: String,
@@ -75,7 +74,7 @@ pub struct UpdateTenant {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TenantFields {
     pub name: Option<String>,
-    pub plan: Option<String>,
+    pub plan: Option<Plan>,
     pub status: Option<String>,
     pub subscription_amount: Option<f64>,
     pub subscription_start_date: Option<Option<String>>,
@@ -88,6 +87,10 @@ fn one_of(value: &str, allowed: &[&str]) -> Result<String, String> {
     } else {
         Err(format!("must be one of: {}", allowed.join(", ")))
     }
+}
+
+fn plan(value: &str) -> Result<Plan, String> {
+    Plan::parse_offered(value).ok_or_else(|| format!("must be one of: {}", Plan::NAMES.join(", ")))
 }
 
 fn amount(v: f64) -> Result<f64, String> {
@@ -108,9 +111,7 @@ impl UpdateTenant {
             name: self
                 .name
                 .and_then(|n| checks.take("name", json::text(&n, 1, 200))),
-            plan: self
-                .plan
-                .and_then(|p| checks.take("plan", one_of(&p, &PLANS))),
+            plan: self.plan.and_then(|p| checks.take("plan", plan(&p))),
             status: self
                 .status
                 .and_then(|s| checks.take("status", one_of(&s, &STATUSES))),
@@ -174,7 +175,7 @@ mod tests {
         .unwrap();
         assert_eq!(slug, "acme");
         assert_eq!(f.name.as_deref(), Some("Acme"));
-        assert_eq!(f.plan.as_deref(), Some("free"));
+        assert_eq!(f.plan, Some(Plan::Free));
         assert_eq!(
             f.subscription_start_date,
             Some(Some("2026-01-01T00:00:00.000Z".into()))

@@ -6,6 +6,7 @@ use serde_json::Value;
 use worker::D1PreparedStatement;
 
 use super::config::WorkflowConfig;
+use super::execution::ExecutionStatus;
 use super::model::{Execution, StepRun, Workflow, WorkflowStats};
 use crate::args;
 use crate::http::error::{AppError, Result};
@@ -174,7 +175,7 @@ struct ExecutionRow {
     workflow_id: String,
     workflow_name: String,
     tenant_id: String,
-    status: String,
+    status: ExecutionStatus,
     progress: i64,
     step_count: i64,
     next_step: i64,

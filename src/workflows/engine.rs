@@ -1,7 +1,8 @@
 //! Runs one step of an execution for one queue message. Deliveries are at least once, so each
 //! message first decides (`plan`) whether its step is still to be done, then claims it with a
 //! lease in D1 so concurrent duplicates cannot both run it, and commits the result with a
-//! guarded update that a cancel or timeout in the meantime makes a no-op.
+//! guarded update that a cancel or timeout in the meantime makes a no-op (the moves themselves
+//! are `execution`'s).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use serde_json::{Map, Value};
 use worker::{AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit};
 
 use super::config::{Step, WorkflowConfig, DEFAULT_HTTP_TIMEOUT_SECS};
+use super::execution::{self, ExecutionStatus, Reason};
 use super::model::MAX_ATTEMPTS;
 use super::template::{self, Scope};
 use crate::args;
@@ -30,14 +32,14 @@ pub enum Plan {
 }
 
 pub struct Snapshot<'a> {
-    pub status: &'a str,
+    pub status: ExecutionStatus,
     pub next_step: i64,
     pub lease_id: Option<&'a str>,
     pub lease_until: Option<i64>,
 }
 
 pub fn plan(s: &Snapshot, step: i64, message_id: &str, now_ms: i64) -> Plan {
-    if !matches!(s.status, "pending" | "processing") {
+    if !s.status.is_live() {
         return Plan::Skip("the execution has ended");
     }
     if step < s.next_step {
@@ -70,7 +72,7 @@ pub fn progress(done: i64, total: i64) -> i64 {
 #[derive(Deserialize)]
 struct RunRow {
     tenant_id: String,
-    status: String,
+    status: ExecutionStatus,
     config: String,
     step_count: i64,
     next_step: i64,
@@ -78,7 +80,6 @@ struct RunRow {
     input_data: String,
     lease_id: Option<String>,
     lease_until: Option<i64>,
-    started_at: Option<String>,
     step_attempts: i64,
 }
 
@@ -93,7 +94,7 @@ pub async fn run_step(
     let Some(row) = db
         .one::<RunRow>(
             "SELECT e.tenant_id, e.status, e.config, e.step_count, e.next_step, e.step_outputs, \
-             e.input_data, e.lease_id, e.lease_until, e.started_at, \
+             e.input_data, e.lease_id, e.lease_until, \
              (SELECT COUNT(*) FROM step_runs s WHERE s.execution_id = e.id AND s.step_index = ?2) \
              AS step_attempts FROM executions e WHERE e.id = ?1",
             &args![execution_id, step],
@@ -105,7 +106,7 @@ pub async fn run_step(
     };
     let now_ms = clock::now_ms();
     let snapshot = Snapshot {
-        status: &row.status,
+        status: row.status,
         next_step: row.next_step,
         lease_id: row.lease_id.as_deref(),
         lease_until: row.lease_until,
@@ -127,23 +128,18 @@ pub async fn run_step(
         _ => 60,
     };
     let now = clock::rfc3339(now_ms);
-    let claimed = db
-        .run(
-            "UPDATE executions SET status = 'processing', started_at = COALESCE(started_at, ?4), \
-             lease_id = ?3, lease_until = ?5, updated_at = ?4 \
-             WHERE id = ?1 AND next_step = ?2 AND status IN ('pending', 'processing') \
-             AND (lease_id IS NULL OR lease_id = ?3 OR lease_until < ?6)",
-            &args![
-                execution_id,
-                step,
-                message_id,
-                now.as_str(),
-                now_ms + lease_secs * 1000,
-                now_ms
-            ],
-        )
-        .await?;
-    if claimed == 0 {
+    let claimed = execution::claim(
+        &db,
+        execution_id,
+        step,
+        message_id,
+        &now,
+        now_ms,
+        now_ms + lease_secs * 1000,
+    )?
+    .run(&db)
+    .await?;
+    if !claimed {
         log(
             execution_id,
             step,
@@ -152,11 +148,6 @@ pub async fn run_step(
         );
         return Ok(Outcome::Ack);
     }
-    let started_ms = row
-        .started_at
-        .as_deref()
-        .and_then(clock::parse_time)
-        .unwrap_or(now_ms);
     let attempt = row.step_attempts + 1;
     let input: Value = serde_json::from_str(&row.input_data).unwrap_or(Value::Null);
     let mut outputs: Map<String, Value> =
@@ -165,7 +156,6 @@ pub async fn run_step(
     let result = run(cfg, &db, &row.tenant_id, def, &input, &outputs).await;
     let ended_ms = clock::now_ms();
     let ended = clock::rfc3339(ended_ms);
-    let duration_secs = ((ended_ms - started_ms) as f64 / 10.0).round() / 100.0;
     let record = db.stmt(
         "INSERT OR IGNORE INTO step_runs (execution_id, step_index, attempt, name, kind, status, \
          error, started_at, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -185,48 +175,35 @@ pub async fn run_step(
             ended_ms - now_ms
         ],
     )?;
-    let guard = "WHERE id = ?1 AND next_step = ?2 AND lease_id = ?3 AND status = 'processing'";
     match result {
         Ok(done) => {
             let last = step + 1 >= row.step_count;
             outputs.insert(def.name().to_string(), done.output.clone());
+            let outputs = Value::Object(outputs).to_string();
             let update = if last {
-                db.stmt(
-                    &format!(
-                        "UPDATE executions SET next_step = ?2 + 1, progress = 100, step_outputs = ?4, \
-                         attempts = attempts + 1, lease_id = NULL, lease_until = NULL, \
-                         status = 'completed', output_data = ?5, error_message = NULL, \
-                         completed_at = ?6, updated_at = ?6, duration_seconds = ?7 {guard}"
-                    ),
-                    &args![
-                        execution_id,
-                        step,
-                        message_id,
-                        Value::Object(outputs).to_string(),
-                        done.output.to_string(),
-                        ended.as_str(),
-                        duration_secs
-                    ],
+                let output = done.output.to_string();
+                execution::complete(
+                    &db,
+                    execution_id,
+                    step,
+                    message_id,
+                    &outputs,
+                    &output,
+                    &ended,
                 )?
             } else {
-                db.stmt(
-                    &format!(
-                        "UPDATE executions SET next_step = ?2 + 1, progress = ?4, step_outputs = ?5, \
-                         attempts = attempts + 1, lease_id = NULL, lease_until = NULL, \
-                         error_message = NULL, updated_at = ?6 {guard}"
-                    ),
-                    &args![
-                        execution_id,
-                        step,
-                        message_id,
-                        progress(step + 1, row.step_count),
-                        Value::Object(outputs).to_string(),
-                        ended.as_str()
-                    ],
+                let progress = progress(step + 1, row.step_count);
+                execution::step_done(
+                    &db,
+                    execution_id,
+                    step,
+                    message_id,
+                    progress,
+                    &outputs,
+                    &ended,
                 )?
             };
-            let changes = db.batch(vec![record, update]).await?;
-            if changes[1] == 0 {
+            if !update.run_with(&db, vec![record]).await? {
                 log(
                     execution_id,
                     step,
@@ -251,41 +228,19 @@ pub async fn run_step(
         }
         Err(error) => {
             let final_attempt = attempt >= MAX_ATTEMPTS;
-            let message = format!("step `{}` failed: {error}", def.name());
-            let update = if final_attempt {
-                db.stmt(
-                    &format!(
-                        "UPDATE executions SET attempts = attempts + 1, error_message = ?4, \
-                         lease_id = NULL, lease_until = NULL, status = 'failed', completed_at = ?5, \
-                         updated_at = ?5, duration_seconds = ?6 {guard}"
-                    ),
-                    &args![
-                        execution_id,
-                        step,
-                        message_id,
-                        message.as_str(),
-                        ended.as_str(),
-                        duration_secs
-                    ],
-                )?
-            } else {
-                db.stmt(
-                    &format!(
-                        "UPDATE executions SET attempts = attempts + 1, error_message = ?4, \
-                         lease_id = NULL, lease_until = NULL, updated_at = ?5 {guard}"
-                    ),
-                    &args![
-                        execution_id,
-                        step,
-                        message_id,
-                        message.as_str(),
-                        ended.as_str()
-                    ],
-                )?
+            let reason = Reason::Step {
+                name: def.name(),
+                error: &error,
             };
-            let changes = db.batch(vec![record, update]).await?;
+            let message = reason.to_string();
+            let update = if final_attempt {
+                execution::attempts_exhausted(&db, execution_id, step, message_id, &reason, &ended)?
+            } else {
+                execution::step_failed(&db, execution_id, step, message_id, &reason, &ended)?
+            };
+            let applied = update.run_with(&db, vec![record]).await?;
             log(execution_id, step, "failed", &message);
-            if changes[1] == 0 {
+            if !applied {
                 return Ok(Outcome::Ack);
             }
             if !final_attempt {
@@ -450,7 +405,8 @@ pub async fn fetch_text(
 mod tests {
     use super::*;
 
-    fn snap<'a>(status: &'a str, next: i64, lease: Option<(&'a str, i64)>) -> Snapshot<'a> {
+    fn snap<'a>(status: &str, next: i64, lease: Option<(&'a str, i64)>) -> Snapshot<'a> {
+        let status = ExecutionStatus::parse(status).unwrap();
         Snapshot {
             status,
             next_step: next,

@@ -7,6 +7,7 @@ pub mod callbacks;
 pub mod config;
 pub mod db;
 pub mod engine;
+pub mod execution;
 pub mod model;
 pub mod template;
 
@@ -22,11 +23,12 @@ use crate::http::pagination::PAGING;
 use crate::http::reply::Reply;
 use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
 use crate::platform::queue::{self, Job};
+use crate::platform::state::sql_list;
 use crate::platform::{clock, ids};
+use crate::tenants::plan::Plan;
 use db::{ExecutionFilter, WorkflowFilter};
-use model::{
-    CreateWorkflow, ExecuteWorkflow, StartedExecution, UpdateWorkflow, EXECUTION_STATUSES, STATUSES,
-};
+use execution::{Event, ExecutionStatus};
+use model::{CreateWorkflow, ExecuteWorkflow, StartedExecution, UpdateWorkflow, STATUSES};
 
 const WORKFLOW_QUERY: [QueryDoc; 5] = [
     PAGING[0],
@@ -49,7 +51,7 @@ const EXECUTION_QUERY: [QueryDoc; 7] = [
     PAGING[1],
     q_enum(
         "status",
-        &EXECUTION_STATUSES,
+        &ExecutionStatus::NAMES,
         "Only executions with this status.",
     ),
     q("workflow_id", "string", "Only this workflow's executions."),
@@ -67,12 +69,12 @@ const EXECUTION_QUERY: [QueryDoc; 7] = [
 ];
 
 /// Executions a tenant may start per calendar month (UTC), by plan.
-pub fn monthly_execution_quota(plan: &str) -> Option<i64> {
+pub fn monthly_execution_quota(plan: Plan) -> Option<i64> {
     match plan {
-        "free" => Some(1_000),
-        "starter" => Some(5_000),
-        "pro" => Some(10_000),
-        _ => None,
+        Plan::Free => Some(1_000),
+        Plan::Starter => Some(5_000),
+        Plan::Pro => Some(10_000),
+        Plan::PremiumCustom | Plan::Platform => None,
     }
 }
 
@@ -318,7 +320,7 @@ async fn execute(cx: Ctx) -> Result<Reply> {
     }
     let principal = cx.principal()?;
     let plan = if w.tenant_id == principal.tenant_id {
-        principal.plan.clone()
+        principal.plan
     } else {
         crate::tenants::db::get(&db, &w.tenant_id)
             .await?
@@ -326,7 +328,7 @@ async fn execute(cx: Ctx) -> Result<Reply> {
             .unwrap_or_default()
     };
     let now_ms = cx.now_ms;
-    if let Some(quota) = monthly_execution_quota(&plan) {
+    if let Some(quota) = monthly_execution_quota(plan) {
         let used = db::executions_since(&db, &w.tenant_id, &clock::month_start(now_ms)).await?;
         if used >= quota {
             return Err(AppError::QuotaExceeded(format!(
@@ -359,12 +361,7 @@ async fn execute(cx: Ctx) -> Result<Reply> {
         step: 0,
     };
     if let Err(e) = queue::enqueue(&cx.env, &job, 0).await {
-        db.run(
-            "UPDATE executions SET status = 'failed', error_message = 'could not be queued', \
-             completed_at = ?2, updated_at = ?2 WHERE id = ?1",
-            &args![id.as_str(), now.as_str()],
-        )
-        .await?;
+        execution::not_queued(&db, &id, &now)?.run(&db).await?;
         return Err(e);
     }
     let execution = db::get_execution(&db, None, &id).await?;
@@ -381,7 +378,7 @@ fn execution_filter(cx: &Ctx, workflow_id: Option<String>) -> Result<ExecutionFi
     Ok(ExecutionFilter {
         tenant_id: cx.scope_filter()?,
         workflow_id: workflow_id.or_else(|| cx.query_nonempty("workflow_id").map(str::to_string)),
-        status: cx.query_enum("status", &EXECUTION_STATUSES)?,
+        status: cx.query_enum("status", &ExecutionStatus::NAMES)?,
         from: cx.query_time("from")?,
         to: cx.query_time("to")?,
     })
@@ -415,41 +412,34 @@ async fn execution(cx: Ctx) -> Result<Reply> {
 async fn cancel(cx: Ctx) -> Result<Reply> {
     let db = cx.db()?;
     let e = db::get_execution(&db, cx.scope()?, cx.param("id")).await?;
-    let now = cx.now();
-    let started = e
-        .started_at
-        .as_deref()
-        .and_then(clock::parse_time)
-        .unwrap_or(cx.now_ms);
-    let duration = ((cx.now_ms - started) as f64 / 10.0).round() / 100.0;
-    let changes = db
-        .batch(vec![
-            db.stmt(
-                "UPDATE executions SET status = 'cancelled', completed_at = ?3, updated_at = ?3, \
-                 duration_seconds = ?4, lease_id = NULL, lease_until = NULL \
-                 WHERE id = ?1 AND tenant_id = ?2 AND status IN ('pending', 'processing')",
-                &args![e.id.as_str(), e.tenant_id.as_str(), now.as_str(), duration],
-            )?,
-            audit::entry(&cx, "execution.cancelled")
+    let cancelled = execution::cancel(&db, &e.tenant_id, &e.id, &cx.now())?
+        .run_with(
+            &db,
+            vec![audit::entry(&cx, "execution.cancelled")
                 .tenant(e.tenant_id.as_str())
                 .target("execution", e.id.as_str())
-                .stmt(&db)?,
-        ])
+                .stmt(&db)?],
+        )
         .await?;
-    if changes[0] == 0 {
+    if !cancelled {
         return Err(AppError::Conflict(format!(
-            "The execution is {}; only pending or processing executions can be cancelled.",
-            e.status
+            "The execution is {}; only {} executions can be cancelled.",
+            e.status,
+            names(Event::Cancelled.from_states()).join(" or ")
         )));
     }
     queue::enqueue(&cx.env, &Job::callback(&e.id, "execution.cancelled"), 0).await?;
     Reply::ok(&db::get_execution(&db, None, &e.id).await?)
 }
 
+fn names(states: &[ExecutionStatus]) -> Vec<&'static str> {
+    states.iter().map(|s| s.as_str()).collect()
+}
+
 async fn requeue(cx: Ctx) -> Result<Reply> {
     let db = cx.db()?;
     let e = db::get_execution(&db, None, cx.param("id")).await?;
-    if !matches!(e.status.as_str(), "pending" | "processing") {
+    if !e.status.is_live() {
         return Err(AppError::Conflict(format!(
             "The execution is {}; there is no step to send.",
             e.status
@@ -474,40 +464,21 @@ pub async fn fail_timed_out(env: &worker::Env, now_ms: i64) -> Result<usize> {
     #[derive(serde::Deserialize)]
     struct Stuck {
         id: String,
-        started_at: Option<String>,
-        created_at: String,
     }
     let db = crate::platform::db::Db::from_env(env)?;
     let now = clock::rfc3339(now_ms);
     let stuck: Vec<Stuck> = db
         .all(
-            "SELECT id, started_at, created_at FROM executions \
-             WHERE status IN ('pending', 'processing') AND timeout_at < ?1 LIMIT 100",
+            &format!(
+                "SELECT id FROM executions WHERE status IN ({}) AND timeout_at < ?1 LIMIT 100",
+                sql_list(Event::TimedOut.from_states(), ExecutionStatus::as_str)
+            ),
             &args![now.as_str()],
         )
         .await?;
     let mut failed = 0;
     for s in stuck {
-        let began = s
-            .started_at
-            .as_deref()
-            .and_then(clock::parse_time)
-            .or_else(|| clock::parse_time(&s.created_at))
-            .unwrap_or(now_ms);
-        let changes = db
-            .run(
-                "UPDATE executions SET status = 'failed', completed_at = ?2, updated_at = ?2, \
-                 duration_seconds = ?3, lease_id = NULL, lease_until = NULL, \
-                 error_message = 'timed out: still running past the workflow''s timeout' \
-                 WHERE id = ?1 AND status IN ('pending', 'processing')",
-                &args![
-                    s.id.as_str(),
-                    now.as_str(),
-                    ((now_ms - began) as f64 / 10.0).round() / 100.0
-                ],
-            )
-            .await?;
-        if changes > 0 {
+        if execution::time_out(&db, &s.id, &now)?.run(&db).await? {
             failed += 1;
             queue::enqueue(env, &Job::callback(&s.id, "execution.failed"), 0).await?;
         }

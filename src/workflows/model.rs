@@ -5,11 +5,10 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::config::WorkflowConfig;
+use super::execution::ExecutionStatus;
 use crate::http::json::{self, Checks};
 
 pub const STATUSES: [&str; 3] = ["draft", "deployed", "archived"];
-pub const EXECUTION_STATUSES: [&str; 5] =
-    ["pending", "processing", "completed", "failed", "cancelled"];
 /// A step failing this many times fails its execution.
 pub const MAX_ATTEMPTS: i64 = 3;
 
@@ -158,9 +157,8 @@ pub struct Execution {
     pub workflow_id: String,
     pub workflow_name: String,
     pub tenant_id: String,
-    /// `pending`, `processing`, `completed`, `failed` or `cancelled`.
     #[schema(example = "processing")]
-    pub status: String,
+    pub status: ExecutionStatus,
     /// Finished steps ÷ all steps, 0–100.
     pub progress: i64,
     pub steps_total: i64,
