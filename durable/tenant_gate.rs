@@ -89,6 +89,6 @@ impl TenantGate {
     }
 }
 
-fn to_worker(e: crate::http::error::AppError) -> worker::Error {
+fn to_worker(e: crate::platform::error::AppError) -> worker::Error {
     worker::Error::RustError(e.to_string())
 }

@@ -7,11 +7,11 @@ use serde_json::json;
 use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, RawMessage};
 
 use crate::args;
-use crate::http::error::{AppError, Result};
 use crate::platform::config::Config;
 use crate::platform::db::Db;
+use crate::platform::error::{AppError, Result};
 use crate::platform::queue::{self, DeadLetter, Job, Outcome, CALLBACK_ATTEMPTS};
-use crate::platform::{bindings, clock, ids};
+use crate::platform::{bindings, clock, egress, ids};
 use crate::workflows::{callbacks, engine, execution};
 
 /// The `queue` entry point: dispatches on the queue the batch came from.
@@ -89,7 +89,7 @@ async fn handle_job(env: &Env, message_id: &str, body: &str) -> Result<Outcome> 
                         event: event.clone(),
                         attempt: attempt + 1,
                     };
-                    queue::enqueue(env, &next, engine::backoff_secs(i64::from(*attempt))).await?;
+                    queue::enqueue(env, &next, egress::backoff_secs(i64::from(*attempt))).await?;
                 }
             }
             Ok(Outcome::Ack)

@@ -8,6 +8,7 @@
 pub mod apikeys;
 pub mod audit;
 pub mod auth;
+pub mod dispatch;
 pub mod docs;
 pub mod health;
 pub mod http;
@@ -64,7 +65,7 @@ async fn fetch(
     env: worker::Env,
     ctx: worker::Context,
 ) -> worker::Result<worker::Response> {
-    http::handle(req, env, ctx).await
+    dispatch::handle(req, env, ctx).await
 }
 
 /// The cron trigger stays on the API Worker (so `/__scheduled` on its port runs it locally);

@@ -4,9 +4,9 @@
 use worker::Env;
 
 use crate::args;
-use crate::http::error::Result;
 use crate::platform::clock;
 use crate::platform::db::Db;
+use crate::platform::error::Result;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 const API_LOG_RETENTION_DAYS: i64 = 30;

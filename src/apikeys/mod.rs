@@ -10,13 +10,13 @@ use crate::audit;
 use crate::auth::principal::API_KEY_PREFIX;
 use crate::handler;
 use crate::http::context::Ctx;
-use crate::http::error::{AppError, Result};
 use crate::http::json::{self, Checks};
 use crate::http::pagination::PAGING;
 use crate::http::reply::Reply;
 use crate::http::router::{Access, Route};
 use crate::platform::crypto::{random_token, sha256_hex};
 use crate::platform::db::Filter;
+use crate::platform::error::{AppError, Result};
 use crate::platform::{clock, ids};
 
 pub const SCOPES: [&str; 3] = ["read", "write", "admin"];

@@ -9,8 +9,8 @@ use worker::D1PreparedStatement;
 
 use crate::args;
 use crate::http::context::Ctx;
-use crate::http::error::Result;
 use crate::platform::db::Db;
+use crate::platform::error::Result;
 use crate::platform::ids;
 
 /// One audit entry under construction. Actor, IP, user agent and request id come from the context.

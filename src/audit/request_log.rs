@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use worker::Env;
 
-use crate::http::error::Result;
 use crate::platform::db::{Arg, Db};
+use crate::platform::error::Result;
 use crate::platform::queue::{self, ApiLog, Job};
 
 const FLUSH_AFTER: Duration = Duration::from_secs(1);

@@ -6,11 +6,11 @@ use utoipa::ToSchema;
 use crate::args;
 use crate::handler;
 use crate::http::context::Ctx;
-use crate::http::error::Result;
 use crate::http::pagination::PAGING;
 use crate::http::reply::Reply;
 use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
 use crate::platform::db::{Arg, Filter};
+use crate::platform::error::Result;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AuditLog {
@@ -212,7 +212,7 @@ async fn api_logs(cx: Ctx) -> Result<Reply> {
                 .ok()
                 .filter(|n| (100..600).contains(n))
                 .ok_or_else(|| {
-                    crate::http::error::AppError::field("status", "must be an HTTP status code")
+                    crate::platform::error::AppError::field("status", "must be an HTTP status code")
                 })?,
         ),
     };

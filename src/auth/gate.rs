@@ -8,16 +8,16 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use worker::Env;
 
-use super::principal::account_usable;
+use super::account::account_usable;
 use super::roles::Role;
 use crate::args;
-use crate::http::error::{AppError, Result};
 use crate::platform::bindings;
 use crate::platform::config::Limits;
 use crate::platform::db::{first_row, Db};
+use crate::platform::error::{AppError, Result};
+use crate::platform::plan::Plan;
 use crate::platform::ratelimit::Decision;
 use crate::tenants::model::{TenantRecord, TENANT_COLUMNS};
-use crate::tenants::plan::Plan;
 use crate::users::model::{User, USER_COLUMNS};
 
 /// How long a cached entry is trusted without an invalidation. Every write that changes what is

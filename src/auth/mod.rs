@@ -1,6 +1,7 @@
 //! Identity: registration, log-in, token refresh with reuse detection, log-out, password change,
 //! and the caller's own profile. Also owns roles, tokens, password hashing and the principal.
 
+pub mod account;
 pub mod gate;
 pub mod jwt;
 pub mod model;
@@ -16,13 +17,14 @@ use crate::args;
 use crate::audit;
 use crate::handler;
 use crate::http::context::Ctx;
-use crate::http::error::{AppError, Result};
 use crate::http::json::{self, Checks};
 use crate::http::reply::Reply;
 use crate::http::router::{Access, Route};
 use crate::platform::crypto::sha256_hex;
+use crate::platform::error::{AppError, Result};
 use crate::platform::ids;
-use crate::tenants::{self, model::Tenant, model::TenantFields, plan::Plan};
+use crate::platform::plan::Plan;
+use crate::tenants::{self, model::Tenant, model::TenantFields};
 use crate::users::{self, model::User};
 use gate::Scope;
 use model::*;
@@ -240,7 +242,7 @@ async fn login(cx: Ctx) -> Result<Reply> {
         return Err(invalid_credentials());
     };
     let user = cred.user;
-    if !principal::account_usable(
+    if !account::account_usable(
         &user.status,
         &cred.tenant.tenant.status,
         cred.tenant.deleted_at.as_deref(),
@@ -347,7 +349,7 @@ async fn refresh(cx: Ctx) -> Result<Reply> {
     if row.used_at.is_some() {
         return reused().await;
     }
-    if !principal::account_usable(
+    if !account::account_usable(
         &row.status,
         &row.tenant_status,
         row.tenant_deleted_at.as_deref(),

@@ -4,8 +4,8 @@
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine;
 
-use crate::http::error::{AppError, Result};
 use crate::platform::crypto::{constant_time_eq, pbkdf2_sha256, random_bytes};
+use crate::platform::error::{AppError, Result};
 
 pub const ITERATIONS: u32 = 100_000;
 

@@ -6,19 +6,20 @@
 use serde::Deserialize;
 use worker::{Env, Headers};
 
+use super::account::tenant_usable;
 use super::gate::{self, Admission, Admit, Budget};
 use super::jwt::{self, TokenError};
 use super::roles::Role;
 use crate::args;
-use crate::http::error::{AppError, Result};
-use crate::http::router::{Access, Method};
+use crate::platform::access::{Access, Method};
 use crate::platform::clock;
 use crate::platform::config::{Config, Limits};
 use crate::platform::crypto::sha256_hex;
 use crate::platform::db::Db;
+use crate::platform::error::{AppError, Result};
+use crate::platform::plan::Plan;
 use crate::platform::ratelimit::Decision;
 use crate::tenants::model::Tenant;
-use crate::tenants::plan::Plan;
 use crate::users::model::User;
 
 /// The tenant API budget's window, in seconds (for fail-open decisions).
@@ -75,20 +76,6 @@ impl Principal {
             )
         })
     }
-}
-
-/// Whether an organisation may act: neither suspended nor deleted.
-pub fn tenant_usable(tenant_status: &str, tenant_deleted_at: Option<&str>) -> bool {
-    tenant_status != "suspended" && tenant_deleted_at.is_none()
-}
-
-/// Whether a user may log in or use a token: active, in a usable organisation.
-pub fn account_usable(
-    user_status: &str,
-    tenant_status: &str,
-    tenant_deleted_at: Option<&str>,
-) -> bool {
-    user_status == "active" && tenant_usable(tenant_status, tenant_deleted_at)
 }
 
 fn unauthorized(code: &'static str, detail: &str) -> AppError {
@@ -207,7 +194,7 @@ fn session_principal(user: User, tenant: Tenant, session_id: String) -> Principa
     Principal {
         tenant_id: user.tenant_id.clone(),
         role: Role::parse(&user.role).unwrap_or(Role::Member),
-        plan: tenant.plan.clone(),
+        plan: tenant.plan,
         user_id: Some(user.id.clone()),
         email: Some(user.email.clone()),
         session_id: Some(session_id),
@@ -356,19 +343,6 @@ mod tests {
         assert!(authorize(Access::TenantAdmin, &key(&["admin"]), Method::Post).is_ok());
         assert!(authorize(Access::Session, &key(&["admin"]), Method::Get).is_err());
         assert!(authorize(Access::PlatformAdmin, &key(&["admin"]), Method::Get).is_err());
-    }
-
-    #[test]
-    fn suspended_or_deleted_accounts_are_unusable() {
-        assert!(account_usable("active", "active", None));
-        assert!(account_usable("active", "pending", None));
-        assert!(!account_usable("suspended", "active", None));
-        assert!(!account_usable("active", "suspended", None));
-        assert!(!account_usable(
-            "active",
-            "active",
-            Some("2026-01-01T00:00:00.000Z")
-        ));
     }
 
     #[test]

@@ -5,9 +5,9 @@ use worker::D1PreparedStatement;
 use super::jwt::{self, AccessClaims};
 use crate::args;
 use crate::http::context::Ctx;
-use crate::http::error::Result;
 use crate::platform::crypto::{random_token, sha256_hex};
 use crate::platform::db::Db;
+use crate::platform::error::Result;
 use crate::platform::{clock, ids};
 
 pub const REFRESH_PREFIX: &str = "rt_";

@@ -8,11 +8,11 @@ use utoipa::{PartialSchema, ToSchema};
 
 use crate::handler;
 use crate::http::context::Ctx;
-use crate::http::error::{AppError, Result};
 use crate::http::reply::Reply;
 use crate::http::router::{Access, Method, ResponseDoc, Route};
 use crate::platform::bindings;
 use crate::platform::config::VERSION;
+use crate::platform::error::{AppError, Result};
 
 pub fn routes() -> Vec<Route> {
     let mut routes = Vec::new();
@@ -51,12 +51,12 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::audit::routes::{ApiLog, AuditLog};
     use crate::auth::model::*;
     use crate::health::{Health, HealthChecks};
-    use crate::http::error::{FieldError, Problem};
     use crate::media::candidates::Candidate;
     use crate::media::job_state::{JobKind, JobStatus};
     use crate::media::jobs::{JobResult, MediaJob, ProcessMedia};
     use crate::media::uploads::{CreateUpload, Upload};
     use crate::media::{CreateLink, Media, MediaLink};
+    use crate::messaging::campaigns::{Campaign, CampaignProgress, CreateCampaign};
     use crate::messaging::channel::{Channel, PutChannel, SecretState};
     use crate::messaging::delivery::{Direction, MessageStatus};
     use crate::messaging::inbox::{
@@ -64,16 +64,15 @@ fn component_schemas() -> Vec<(String, Value)> {
     };
     use crate::messaging::ingest::{WebhookPayload, WebhookReceipt};
     use crate::messaging::model::{Contact, ContactSummary, Conversation, Message};
-    use crate::messaging::outbound::{SendMessage, TemplateRef};
-    use crate::messaging::templates::{
-        Campaign, CampaignProgress, CreateCampaign, CreateTemplate, Template,
-    };
+    use crate::messaging::outbound::SendMessage;
+    use crate::messaging::templates::{CreateTemplate, Template, TemplateRef};
+    use crate::platform::error::{FieldError, Problem};
+    use crate::platform::plan::Plan;
     use crate::products::{CreateProduct, CreatedProducts, FromCandidates, Product, UpdateProduct};
     use crate::requests::{CreateWorkflowRequest, UpdateWorkflowRequest, WorkflowRequest};
     use crate::settings::secrets::{PutSecret, Secret};
     use crate::settings::{CallbackSecret, Settings, UpdateSettings};
     use crate::tenants::model::{CreateTenant, Tenant, UpdateTenant};
-    use crate::tenants::plan::Plan;
     use crate::tenants::CreateUser;
     use crate::tickets::{Comment, CreateComment, CreateTicket, Ticket, UpdateTicket};
     use crate::users::model::{UpdateUser, User};

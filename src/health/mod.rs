@@ -5,11 +5,11 @@ use utoipa::ToSchema;
 
 use crate::handler;
 use crate::http::context::Ctx;
-use crate::http::error::Result;
 use crate::http::reply::Reply;
 use crate::http::router::{Access, Route};
 use crate::platform::bindings;
 use crate::platform::config::VERSION;
+use crate::platform::error::Result;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthChecks {

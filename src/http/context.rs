@@ -6,13 +6,13 @@ use std::rc::Rc;
 use serde::de::DeserializeOwned;
 use worker::{ByteStream, Env};
 
-use super::error::{AppError, Result};
 use super::json::parse_json;
-use super::pagination::Page;
 use crate::auth::principal::Principal;
 use crate::platform::config::Config;
 use crate::platform::db::Db;
-use crate::platform::ratelimit::Decision;
+use crate::platform::error::{AppError, Result};
+use crate::platform::paging::Page;
+use crate::platform::ratelimit::{self, Decision};
 
 /// Who is calling from where (for audit entries and rate-limit keys).
 #[derive(Debug, Clone, Default)]
@@ -150,7 +150,7 @@ impl Ctx {
 
     /// Draws from the limiter `key` (cost 0 peeks) and notes the decision for the headers.
     pub async fn limit(&self, key: &str, limit: u32, window_secs: u32, cost: u32) -> Decision {
-        super::draw(&self.env, &self.rate, key, limit, window_secs, cost).await
+        ratelimit::draw_noted(&self.env, &self.rate, key, limit, window_secs, cost).await
     }
 
     /// Runs work after the response is sent (logs, counters).

@@ -3,12 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{AppError, Result};
 use super::reply::{Body, Reply};
 use crate::args;
 use crate::platform::clock;
 use crate::platform::crypto::sha256_hex;
 use crate::platform::db::Db;
+use crate::platform::error::{AppError, Result};
 
 const TTL_MS: i64 = 24 * 3600 * 1000;
 

@@ -2,7 +2,7 @@
 
 use serde::de::DeserializeOwned;
 
-use super::error::{AppError, FieldError, Result};
+use crate::platform::error::{AppError, FieldError, Result};
 
 /// Parses a JSON body into `T`. Syntax errors are 400; type errors and unknown fields are 422
 /// naming the offending field (DTOs use `deny_unknown_fields`).

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::error::Result;
+use crate::platform::error::Result;
 
 #[derive(Debug, Clone)]
 pub enum Body {

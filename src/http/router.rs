@@ -6,8 +6,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::context::Ctx;
-use super::error::Result;
 use super::reply::Reply;
+use crate::platform::error::Result;
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Reply>>>>;
 pub type Handler = fn(Ctx) -> HandlerFuture;
@@ -20,58 +20,7 @@ macro_rules! handler {
     };
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Get,
-    Post,
-    Put,
-    Patch,
-    Delete,
-}
-
-impl Method {
-    pub fn parse(s: &str) -> Option<Method> {
-        Some(match s {
-            "GET" | "HEAD" => Method::Get,
-            "POST" => Method::Post,
-            "PUT" => Method::Put,
-            "PATCH" => Method::Patch,
-            "DELETE" => Method::Delete,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Patch => "PATCH",
-            Method::Delete => "DELETE",
-        }
-    }
-
-    pub fn is_read(self) -> bool {
-        self == Method::Get
-    }
-}
-
-/// Who may call a route. Checked by the dispatcher before the handler runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Anyone, no credentials.
-    Public,
-    /// Any active user of a tenant with a session token (JWT), not an API key.
-    Session,
-    /// Any active user (JWT) or an API key with a fitting scope.
-    User,
-    /// Agents and above (agent, admin, owner, platform admin).
-    Agent,
-    /// Tenant administrators: owner, admin (and the platform admin in its own tenant).
-    TenantAdmin,
-    /// The operator of the deployment.
-    PlatformAdmin,
-}
+pub use crate::platform::access::{Access, Method};
 
 /// The documented shape of a success response.
 #[derive(Debug, Clone, Copy)]

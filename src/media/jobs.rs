@@ -12,11 +12,11 @@ use crate::args;
 use crate::audit;
 use crate::handler;
 use crate::http::context::Ctx;
-use crate::http::error::{AppError, Result};
 use crate::http::pagination::PAGING;
 use crate::http::reply::Reply;
 use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
 use crate::platform::db::{Arg, Db, Filter};
+use crate::platform::error::{AppError, Result};
 use crate::platform::ids;
 use crate::platform::queue::{self, Job};
 

@@ -23,14 +23,14 @@ use crate::args;
 use crate::audit;
 use crate::handler;
 use crate::http::context::Ctx;
-use crate::http::error::{AppError, Result};
 use crate::http::pagination::PAGING;
 use crate::http::reply::Reply;
 use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
 use crate::platform::crypto::{constant_time_eq, hmac_sha256, sha256_hex};
 use crate::platform::db::{Arg, Db, Filter};
+use crate::platform::error::{AppError, Result};
+use crate::platform::plan::Plan;
 use crate::platform::{bindings, clock, ids};
-use crate::tenants::plan::Plan;
 
 /// `?type=`: a family of files, or one exact type of `bytes::ALLOWED`.
 const KINDS: [&str; 3 + bytes::ALLOWED.len()] = {

@@ -13,12 +13,12 @@ use super::candidates;
 use super::job_state::{self, Event, JobKind, JobStatus};
 use super::jobs::JobResult;
 use crate::args;
-use crate::http::error::Result;
 use crate::platform::clock;
 use crate::platform::config::Config;
 use crate::platform::db::Db;
+use crate::platform::egress::{backoff_secs, fetch_text};
+use crate::platform::error::Result;
 use crate::platform::queue::{self, DeadLetter, Job, Outcome};
-use crate::workflows::engine::{backoff_secs, fetch_text};
 
 const MAX_ATTEMPTS: i64 = 3;
 

@@ -16,10 +16,10 @@ use super::{
 use crate::args;
 use crate::handler;
 use crate::http::context::Ctx;
-use crate::http::error::{AppError, Result};
 use crate::http::reply::Reply;
 use crate::http::router::{Access, Route};
 use crate::platform::db::Db;
+use crate::platform::error::{AppError, Result};
 use crate::platform::{bindings, ids};
 
 pub fn routes() -> Vec<Route> {

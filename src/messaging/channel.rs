@@ -9,12 +9,12 @@ use crate::args;
 use crate::audit;
 use crate::handler;
 use crate::http::context::Ctx;
-use crate::http::error::{AppError, Result};
 use crate::http::json::{self as j, Checks};
 use crate::http::reply::Reply;
 use crate::http::router::{Access, Route};
 use crate::platform::crypto;
 use crate::platform::db::Db;
+use crate::platform::error::{AppError, Result};
 
 pub fn routes() -> Vec<Route> {
     vec![

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::args;
-use crate::http::error::Result;
 use crate::platform::db::{Arg, Db};
+use crate::platform::error::Result;
 use crate::platform::state::{sql_list, Guarded};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -16,12 +16,12 @@ use crate::args;
 use crate::audit;
 use crate::handler;
 use crate::http::context::Ctx;
-use crate::http::error::{AppError, Result};
 use crate::http::json::{self as j, Checks};
 use crate::http::pagination::PAGING;
 use crate::http::reply::Reply;
 use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
 use crate::platform::db::{like_pattern, Db, Filter};
+use crate::platform::error::{AppError, Result};
 
 const CONVERSATION_QUERY: [QueryDoc; 6] = [
     PAGING[0],

@@ -16,11 +16,11 @@ use crate::args;
 use crate::audit;
 use crate::handler;
 use crate::http::context::Ctx;
-use crate::http::error::{AppError, Result};
 use crate::http::reply::Reply;
 use crate::http::router::{q, Access, QueryDoc, Route};
 use crate::platform::crypto::constant_time_eq;
 use crate::platform::db::Db;
+use crate::platform::error::{AppError, Result};
 use crate::platform::queue::{self, Job};
 use crate::platform::{clock, ids};
 

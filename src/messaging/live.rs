@@ -9,10 +9,10 @@ use worker::{Env, Headers, Method, Request, RequestInit};
 use super::store;
 use crate::handler;
 use crate::http::context::Ctx;
-use crate::http::error::{AppError, Result};
 use crate::http::reply::Reply;
 use crate::http::router::{self, q, Access, QueryDoc, Route};
 use crate::platform::bindings;
+use crate::platform::error::{AppError, Result};
 
 const LIVE_QUERY: [QueryDoc; 1] = [q(
     "access_token",

@@ -2,6 +2,7 @@
 //! contacts for agents, paced outbound sends, templates and campaigns, and live updates over
 //! WebSockets held by a Durable Object per conversation.
 
+pub mod campaigns;
 pub mod channel;
 pub mod delivery;
 pub mod inbox;
@@ -22,5 +23,6 @@ pub fn routes() -> Vec<Route> {
     routes.extend(live::routes());
     routes.extend(outbound::routes());
     routes.extend(templates::routes());
+    routes.extend(campaigns::routes());
     routes
 }

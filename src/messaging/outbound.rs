@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 use worker::{Env, Headers, Method, Request, RequestInit};
@@ -15,21 +15,21 @@ use super::delivery::{self, Event, MessageStatus};
 use super::live;
 use super::model::wa_id;
 use super::store;
-use super::templates;
+use super::templates::{self, TemplateRef};
 use crate::args;
 use crate::audit;
 use crate::handler;
 use crate::http::context::Ctx;
-use crate::http::error::{AppError, Result};
 use crate::http::reply::Reply;
 use crate::http::router::{Access, Route};
 use crate::platform::config::Config;
 use crate::platform::db::Db;
+use crate::platform::egress::{backoff_secs, fetch_text};
+use crate::platform::error::{AppError, Result};
 use crate::platform::queue::{self, Job, Outcome};
 use crate::platform::ratelimit::{self, TakeRequest};
 use crate::platform::state::Guarded;
 use crate::platform::{clock, ids};
-use crate::workflows::engine::{backoff_secs, fetch_text};
 
 /// Send attempts before a message is failed.
 pub const MAX_SEND_ATTEMPTS: i64 = 3;
@@ -62,15 +62,6 @@ pub struct SendMessage {
     /// A WhatsApp media id (uploaded to Meta) for `image`.
     pub media_id: Option<String>,
     pub caption: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TemplateRef {
-    pub name: String,
-    pub language: String,
-    #[serde(default)]
-    pub parameters: Vec<String>,
 }
 
 /// What is sent, validated: `(type, preview text, content)`.

@@ -8,8 +8,8 @@ use super::model::{
     CONVERSATION_SELECT, MESSAGE_COLUMNS,
 };
 use crate::args;
-use crate::http::error::{AppError, Result};
 use crate::platform::db::Db;
+use crate::platform::error::{AppError, Result};
 use crate::platform::ids;
 
 #[derive(Deserialize)]

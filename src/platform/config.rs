@@ -7,8 +7,8 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 use worker::Env;
 
-use crate::http::error::{AppError, Result};
-use crate::tenants::plan::Plan;
+use crate::platform::error::{AppError, Result};
+use crate::platform::plan::Plan;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -5,7 +5,7 @@ use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, D1Result, Env};
 
 use super::bindings;
-use crate::http::error::{AppError, Result};
+use crate::platform::error::{AppError, Result};
 
 /// One bound SQL parameter.
 #[derive(Debug, Clone, PartialEq)]
@@ -205,7 +205,7 @@ impl Filter {
     }
 
     /// Keyset pagination, newest first, then `ORDER BY … LIMIT`.
-    pub fn page(&mut self, page: &crate::http::pagination::Page, table: &str) -> &mut Self {
+    pub fn page(&mut self, page: &crate::platform::paging::Page, table: &str) -> &mut Self {
         if let Some((created, id)) = &page.after {
             self.and(
                 &format!("({table}.created_at < ? OR ({table}.created_at = ? AND {table}.id < ?))"),
@@ -224,7 +224,7 @@ impl Filter {
     /// Keyset pagination oldest first (threads read top to bottom), then `ORDER BY … LIMIT`.
     pub fn page_oldest_first(
         &mut self,
-        page: &crate::http::pagination::Page,
+        page: &crate::platform::paging::Page,
         table: &str,
     ) -> &mut Self {
         if let Some((created, id)) = &page.after {
@@ -244,7 +244,7 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::pagination::Page;
+    use crate::platform::paging::Page;
 
     #[test]
     fn filters_number_their_placeholders() {

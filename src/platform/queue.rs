@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use worker::{Env, MessageBuilder};
 
 use super::bindings;
-use crate::http::error::Result;
+use crate::platform::error::Result;
 
 /// What the consumer does with a message after handling it.
 #[derive(Debug, PartialEq)]

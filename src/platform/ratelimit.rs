@@ -2,11 +2,13 @@
 //! and the typed client callers use. One object per key serialises its requests, so counts are
 //! exact under concurrency.
 
+use std::cell::Cell;
+
 use serde::{Deserialize, Serialize};
 use worker::{Env, SqlStorage};
 
 use super::bindings;
-use crate::http::error::{AppError, Result};
+use crate::platform::error::{AppError, Result};
 
 /// Stored per key: the current aligned window and the counts of it and the one before.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
@@ -258,6 +260,32 @@ pub async fn take_tokens(env: &Env, key: &str, req: TakeRequest) -> Result<Take>
 /// outage of the limiter does not take the API down.
 pub async fn check(env: &Env, key: &str, req: CheckRequest) -> Result<Decision> {
     call_limiter(env, key, &LimiterRequest::Check(req)).await
+}
+
+/// Draws `cost` from the limiter object `key` and notes the decision for the response headers.
+/// Fails open (logged) when the limiter is unreachable: its outage must not take the API down.
+pub async fn draw_noted(
+    env: &Env,
+    note: &Cell<Option<Decision>>,
+    key: &str,
+    limit: u32,
+    window_secs: u32,
+    cost: u32,
+) -> Decision {
+    let req = CheckRequest {
+        limit,
+        window_ms: window_secs as i64 * 1000,
+        cost,
+    };
+    let d = match check(env, key, req).await {
+        Ok(d) => d,
+        Err(e) => {
+            worker::console_error!("rate limiter unavailable: {e}");
+            Decision::fail_open(limit, window_secs as u64)
+        }
+    };
+    note.set(Some(d));
+    d
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use worker::D1PreparedStatement;
 
 use super::db::Db;
-use crate::http::error::Result;
+use crate::platform::error::Result;
 
 /// `'a', 'b'`: the from-states of a transition for `status IN (…)`, taken from the same table
 /// as the pure `next`, so the SQL guard and the decision cannot disagree.

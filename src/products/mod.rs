@@ -10,7 +10,6 @@ use crate::args;
 use crate::audit;
 use crate::handler;
 use crate::http::context::Ctx;
-use crate::http::error::{AppError, Result};
 use crate::http::json::{self as j, Checks};
 use crate::http::pagination::PAGING;
 use crate::http::reply::Reply;
@@ -18,6 +17,7 @@ use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
 use crate::media;
 use crate::media::job_state::JobStatus;
 use crate::platform::db::{like_pattern, Arg, Db, Filter};
+use crate::platform::error::{AppError, Result};
 use crate::platform::ids;
 
 pub const STATUSES: [&str; 3] = ["draft", "active", "archived"];

@@ -11,11 +11,11 @@ use crate::args;
 use crate::audit;
 use crate::handler;
 use crate::http::context::Ctx;
-use crate::http::error::{AppError, Result};
 use crate::http::reply::Reply;
 use crate::http::router::{Access, Route};
 use crate::platform::crypto;
 use crate::platform::db::Db;
+use crate::platform::error::{AppError, Result};
 
 /// A tenant keeps at most this many secrets.
 pub const MAX_SECRETS: usize = 100;

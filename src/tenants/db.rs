@@ -2,9 +2,9 @@
 
 use super::model::{Tenant, TenantFields, TENANT_COLUMNS};
 use crate::args;
-use crate::http::error::Result;
-use crate::http::pagination::Page;
 use crate::platform::db::{like_pattern, Arg, Db, Filter};
+use crate::platform::error::Result;
+use crate::platform::paging::Page;
 use worker::D1PreparedStatement;
 
 /// A tenant that has not been deleted.

@@ -2,7 +2,6 @@
 
 pub mod db;
 pub mod model;
-pub mod plan;
 
 use serde::Deserialize;
 use serde_json::json;
@@ -15,15 +14,15 @@ use crate::auth::password;
 use crate::auth::roles::ALL_ROLES;
 use crate::handler;
 use crate::http::context::Ctx;
-use crate::http::error::{AppError, Result};
 use crate::http::json::{self as j, Checks};
 use crate::http::pagination::PAGING;
 use crate::http::reply::Reply;
 use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
+use crate::platform::error::{AppError, Result};
 use crate::platform::ids;
+use crate::platform::plan::Plan;
 use crate::users;
 use model::{CreateTenant, Tenant, UpdateTenant, STATUSES};
-use plan::Plan;
 
 const LIST_QUERY: [QueryDoc; 5] = [
     PAGING[0],

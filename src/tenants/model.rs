@@ -3,9 +3,9 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::plan::Plan;
 use crate::http::json::{self, Checks};
 use crate::platform::clock;
+use crate::platform::plan::Plan;
 
 pub const TENANT_COLUMNS: &str =
     "tenants.id, tenants.name, tenants.slug, tenants.plan, tenants.status, \
@@ -139,7 +139,7 @@ impl UpdateTenant {
 
 impl CreateTenant {
     /// Returns (slug, fields with defaults applied).
-    pub fn validate(self) -> crate::http::error::Result<(String, TenantFields)> {
+    pub fn validate(self) -> crate::platform::error::Result<(String, TenantFields)> {
         let mut checks = Checks::new();
         let slug = checks.take("slug", json::slug(&self.slug));
         let update = UpdateTenant {
@@ -194,7 +194,7 @@ mod tests {
         }
         .validate(&mut checks);
         match checks.finish() {
-            Err(crate::http::error::AppError::Validation(e)) => {
+            Err(crate::platform::error::AppError::Validation(e)) => {
                 let fields: Vec<_> = e.iter().map(|f| f.field.as_str()).collect();
                 assert_eq!(
                     fields,

@@ -4,9 +4,9 @@ use serde::Deserialize;
 
 use super::model::{User, USER_COLUMNS};
 use crate::args;
-use crate::http::error::{AppError, Result};
-use crate::http::pagination::Page;
 use crate::platform::db::{first_row, Db, Filter};
+use crate::platform::error::{AppError, Result};
+use crate::platform::paging::Page;
 use crate::tenants::model::{TenantRecord, TENANT_COLUMNS};
 
 /// A user with the fields only authentication needs, and their tenant (log-in answers it).

@@ -12,12 +12,12 @@ use crate::auth::roles::{Role, TENANT_ROLES};
 use crate::auth::session;
 use crate::handler;
 use crate::http::context::Ctx;
-use crate::http::error::{AppError, Result};
 use crate::http::json::{self, Checks};
 use crate::http::pagination::PAGING;
 use crate::http::reply::Reply;
 use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
 use crate::platform::db::Arg;
+use crate::platform::error::{AppError, Result};
 use model::{UpdateUser, User, USER_STATUSES};
 
 const LIST_QUERY: [QueryDoc; 5] = [

@@ -9,12 +9,12 @@ use super::model::{WorkflowStats, STATUSES};
 use crate::args;
 use crate::handler;
 use crate::http::context::Ctx;
-use crate::http::error::{AppError, Result};
 use crate::http::pagination::PAGING;
 use crate::http::reply::Reply;
 use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
 use crate::platform::clock;
 use crate::platform::db::{Db, Filter};
+use crate::platform::error::{AppError, Result};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 const ERROR_SOURCES: [&str; 2] = ["execution", "dead_letter"];

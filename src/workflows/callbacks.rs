@@ -7,11 +7,11 @@ use serde_json::json;
 use worker::{Env, Headers, Method, Request, RequestInit};
 
 use super::db;
-use super::engine::fetch_text;
 use crate::platform::clock;
 use crate::platform::config::Config;
 use crate::platform::crypto::{hmac_sha256, sha256_hex};
 use crate::platform::db::Db;
+use crate::platform::egress::fetch_text;
 use crate::settings;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,7 +39,7 @@ pub async fn deliver(
     let db = Db::from_env(env).map_err(|e| e.to_string())?;
     let execution = match db::get_execution(&db, None, execution_id).await {
         Ok(e) => e,
-        Err(crate::http::error::AppError::NotFound) => return Ok(()),
+        Err(crate::platform::error::AppError::NotFound) => return Ok(()),
         Err(e) => return Err(e.to_string()),
     };
     let Some(target) = settings::callback_target(&db, cfg, &execution.tenant_id)

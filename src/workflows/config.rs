@@ -309,8 +309,8 @@ fn check_refs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::error::AppError;
     use crate::http::json::parse_json;
+    use crate::platform::error::AppError;
     use serde_json::json;
 
     fn errors(config: Value) -> Vec<(String, String)> {

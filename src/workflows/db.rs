@@ -9,9 +9,9 @@ use super::config::WorkflowConfig;
 use super::execution::ExecutionStatus;
 use super::model::{Execution, StepRun, Workflow, WorkflowStats};
 use crate::args;
-use crate::http::error::{AppError, Result};
-use crate::http::pagination::Page;
 use crate::platform::db::{like_pattern, Arg, Db, Filter};
+use crate::platform::error::{AppError, Result};
+use crate::platform::paging::Page;
 
 pub type Scope<'a> = Option<&'a str>;
 

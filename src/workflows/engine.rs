@@ -7,20 +7,20 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures_util::future::{select, Either};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use worker::{AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit};
+use worker::{Env, Headers, Method, Request, RequestInit};
 
 use super::config::{Step, WorkflowConfig, DEFAULT_HTTP_TIMEOUT_SECS};
 use super::execution::{self, ExecutionStatus, Reason};
 use super::model::MAX_ATTEMPTS;
 use super::template::{self, Scope};
 use crate::args;
-use crate::http::error::{AppError, Result};
 use crate::platform::clock;
 use crate::platform::config::Config;
 use crate::platform::db::Db;
+use crate::platform::egress::{backoff_secs, fetch_text};
+use crate::platform::error::{AppError, Result};
 use crate::platform::queue::{self, DeadLetter, Job, Outcome};
 use crate::settings::secrets;
 
@@ -54,11 +54,6 @@ pub fn plan(s: &Snapshot, step: i64, message_id: &str, now_ms: i64) -> Plan {
         }
         _ => Plan::Run,
     }
-}
-
-/// Seconds before retry `attempt + 1` of a failed step: 2, 4, 8, …
-pub fn backoff_secs(attempt: i64) -> u32 {
-    2u32.saturating_pow(attempt.clamp(1, 10) as u32)
 }
 
 pub fn progress(done: i64, total: i64) -> i64 {
@@ -375,32 +370,6 @@ async fn run(
     }
 }
 
-/// Sends a request and reads its body as text, giving up after `timeout`.
-pub async fn fetch_text(
-    request: Request,
-    timeout: Duration,
-) -> std::result::Result<(u16, String), String> {
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let call = async move {
-        let mut resp = Fetch::Request(request)
-            .send_with_signal(&signal)
-            .await
-            .map_err(|e| e.to_string())?;
-        let text = resp.text().await.map_err(|e| e.to_string())?;
-        Ok::<_, String>((resp.status_code(), text))
-    };
-    let call = std::pin::pin!(call);
-    let timer = std::pin::pin!(Delay::from(timeout));
-    match select(call, timer).await {
-        Either::Left((result, _)) => result,
-        Either::Right(_) => {
-            controller.abort();
-            Err(format!("no answer within {} s", timeout.as_secs()))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,11 +414,7 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_and_progress_is_a_percentage() {
-        assert_eq!(
-            (backoff_secs(1), backoff_secs(2), backoff_secs(3)),
-            (2, 4, 8)
-        );
+    fn progress_is_a_percentage() {
         assert_eq!(
             (progress(1, 3), progress(2, 3), progress(3, 3)),
             (33, 66, 100)

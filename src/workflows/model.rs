@@ -131,7 +131,7 @@ impl UpdateWorkflow {
 
 impl CreateWorkflow {
     /// The target tenant (if named) and the validated fields.
-    pub fn validate(self) -> crate::http::error::Result<(Option<String>, Fields)> {
+    pub fn validate(self) -> crate::platform::error::Result<(Option<String>, Fields)> {
         let mut checks = Checks::new();
         let status = self.status.unwrap_or_else(|| "draft".into());
         if status == "archived" {
@@ -214,7 +214,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn create(body: Value) -> crate::http::error::Result<(Option<String>, Fields)> {
+    fn create(body: Value) -> crate::platform::error::Result<(Option<String>, Fields)> {
         crate::http::json::parse_json::<CreateWorkflow>(body.to_string().as_bytes())?.validate()
     }
 
@@ -235,7 +235,7 @@ mod tests {
             json!({"name": "", "status": "archived", "revenue_per_execution": -1,
                                 "config": {"steps": [{"name": "w", "kind": "delay", "seconds": 0}]}}),
         );
-        let crate::http::error::AppError::Validation(errors) = err.err().unwrap() else {
+        let crate::platform::error::AppError::Validation(errors) = err.err().unwrap() else {
             panic!("expected validation errors")
         };
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
