@@ -167,6 +167,30 @@ pub async fn find(db: &Db, tenant_id: &str) -> Result<Option<Row>> {
     .await
 }
 
+/// For Meta's calls, which name the tenant in the URL: `None` when there is no such (live)
+/// tenant, else its channel if it has one. One round trip for both answers.
+pub async fn of_live_tenant(db: &Db, tenant_id: &str) -> Result<Option<Option<Row>>> {
+    #[derive(Deserialize)]
+    struct Found {
+        #[serde(rename = "tenant_id")]
+        _tenant_id: String,
+        /// All channel columns are NULL without a channel, so `Row` does not deserialize.
+        #[serde(flatten)]
+        channel: Option<Row>,
+    }
+    let found: Option<Found> = db
+        .one(
+            "SELECT t.id AS tenant_id, c.phone_number_id, c.waba_id, c.display_phone, \
+             c.access_token, c.access_token_last4, c.app_secret, c.app_secret_last4, \
+             c.verify_token, c.verify_token_last4, c.created_at, c.updated_at \
+             FROM tenants t LEFT JOIN channels c ON c.tenant_id = t.id \
+             WHERE t.id = ?1 AND t.deleted_at IS NULL",
+            &args![tenant_id],
+        )
+        .await?;
+    Ok(found.map(|f| f.channel))
+}
+
 async fn get(cx: Ctx) -> Result<Reply> {
     let tenant_id = cx.tenant_id()?;
     let row = find(&cx.db()?, tenant_id)

@@ -83,26 +83,23 @@ pub struct WebhookReceipt {
     pub status: String,
 }
 
-async fn tenant_exists(db: &Db, tenant_id: &str) -> Result<bool> {
-    Ok(crate::tenants::db::get(db, tenant_id).await?.is_some())
+/// The channel's `credential` for a Meta call naming `tenant_id`: 404 for no such tenant.
+async fn credential(cx: &Ctx, tenant_id: &str, credential: Credential) -> Result<Option<String>> {
+    let channel = channel::of_live_tenant(&cx.db()?, tenant_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    match channel {
+        Some(row) => row.open(&cx.config.encryption_key, tenant_id, credential),
+        None => Ok(None),
+    }
 }
 
 async fn verify(cx: Ctx) -> Result<Reply> {
     let tenant_id = cx.param("tenant_id");
-    let db = cx.db()?;
-    if !tenant_exists(&db, tenant_id).await? {
-        return Err(AppError::NotFound);
-    }
     let forbidden = || AppError::Forbidden("forbidden", "Verification failed.".into());
-    let expected = match channel::find(&db, tenant_id).await? {
-        Some(row) => row.open(
-            &cx.config.encryption_key,
-            tenant_id,
-            Credential::VerifyToken,
-        )?,
-        None => None,
-    }
-    .ok_or_else(forbidden)?;
+    let expected = credential(&cx, tenant_id, Credential::VerifyToken)
+        .await?
+        .ok_or_else(forbidden)?;
     let given = cx.query("hub.verify_token").unwrap_or_default();
     if cx.query("hub.mode") != Some("subscribe")
         || !constant_time_eq(given.as_bytes(), expected.as_bytes())
@@ -115,14 +112,8 @@ async fn verify(cx: Ctx) -> Result<Reply> {
 
 async fn receive(cx: Ctx) -> Result<Reply> {
     let tenant_id = cx.param("tenant_id").to_string();
+    let secret = credential(&cx, &tenant_id, Credential::AppSecret).await?;
     let db = cx.db()?;
-    if !tenant_exists(&db, &tenant_id).await? {
-        return Err(AppError::NotFound);
-    }
-    let secret = match channel::find(&db, &tenant_id).await? {
-        Some(row) => row.open(&cx.config.encryption_key, &tenant_id, Credential::AppSecret)?,
-        None => None,
-    };
     let signature = cx.header("X-Hub-Signature-256");
     let signed = secret
         .as_deref()
