@@ -12,10 +12,10 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PATHS = {"durable/rate_limiter.rs": "rate_limiter", "durable/conversation_hub.rs": "conversation_hub",
-         "queues/consumer.rs": "consumer"}
+# Files included with #[path] are modules named after the file (`durable/x.rs` is `x`).
+PATHS = {"queues/consumer.rs": "consumer"}
 for f in os.listdir(os.path.join(ROOT, "durable")):
-    PATHS.setdefault(f"durable/{f}", f[:-3])
+    PATHS[f"durable/{f}"] = f[:-3]
 
 
 def module_name(rel):

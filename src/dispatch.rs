@@ -54,15 +54,16 @@ pub async fn handle(mut req: Request, env: Env, wctx: worker::Context) -> worker
     };
 
     let config = Config::cached(&env);
-    let allowed_origins = config
-        .as_ref()
-        .map(|c| c.allowed_origins.clone())
-        .unwrap_or_default();
+    // A handle on the isolate's configuration, so the origins are borrowed, not copied.
+    let origins_from = config.as_ref().ok().cloned();
+    let allowed_origins: &[String] = origins_from
+        .as_deref()
+        .map_or(&[], |c| c.allowed_origins.as_slice());
     let wait = Rc::new(wctx);
     let mut trace = Trace::default();
 
     let outcome = if method_name == "OPTIONS" {
-        Ok(headers::preflight(&allowed_origins, origin.as_deref()))
+        Ok(headers::preflight(allowed_origins, origin.as_deref()))
     } else {
         match config {
             Ok(config) => {
@@ -90,11 +91,7 @@ pub async fn handle(mut req: Request, env: Env, wctx: worker::Context) -> worker
     if let Some(d) = trace.rate.get() {
         reply = headers::rate_limit(reply, &d);
     }
-    reply = headers::cors(
-        headers::security(reply),
-        &allowed_origins,
-        origin.as_deref(),
-    );
+    reply = headers::cors(headers::security(reply), allowed_origins, origin.as_deref());
     reply = reply.with_header("X-Request-Id", request_id.clone());
 
     let duration = clock::now_ms() - started;
