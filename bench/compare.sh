@@ -28,7 +28,7 @@ cp -r "$SHARED/bench/peer-hono" "$DIR/peer" && chmod -R u+w "$DIR/peer"
 # Tenantry: both Workers, the way `make dev` runs them, with budgets the run cannot reach.
 python3 "$ROOT/scripts/local_configs.py" "$DIR/product"
 python3 "$ROOT/scripts/dev_vars.py" "$DIR/product/.dev.vars" > /dev/null
-for v in RATE_LIMIT_FREE RATE_LIMIT_STARTER RATE_LIMIT_PRO RATE_LIMIT_PREMIUM_CUSTOM RATE_LIMIT_PLATFORM AUTH_RATE_LIMIT; do
+for v in RATE_LIMIT_FREE RATE_LIMIT_STARTER RATE_LIMIT_PRO RATE_LIMIT_PREMIUM_CUSTOM RATE_LIMIT_PLATFORM AUTH_RATE_LIMIT AUTH_ACCOUNT_RATE_LIMIT REGISTER_RATE_LIMIT; do
   echo "$v=\"100000000\"" >> "$DIR/product/.dev.vars"
 done
 "$WR" d1 migrations apply DB --local --persist-to "$DIR/state" -c "$DIR/product/wrangler.toml" > /dev/null

@@ -134,6 +134,8 @@ function prepareState() {
     RATE_LIMIT_PREMIUM_CUSTOM: HUGE_LIMIT,
     RATE_LIMIT_PLATFORM: HUGE_LIMIT,
     AUTH_RATE_LIMIT: HUGE_LIMIT,
+    AUTH_ACCOUNT_RATE_LIMIT: HUGE_LIMIT,
+    REGISTER_RATE_LIMIT: HUGE_LIMIT,
   };
   const varsFile = path.join(tmp, '.dev.vars');
   fs.writeFileSync(

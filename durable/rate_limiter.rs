@@ -1,5 +1,5 @@
 //! The rate-limiter Durable Object: one instance per key (an auth budget's client IP + e-mail
-//! or user, or a WhatsApp number's send bucket; tenants' API budgets live in `TenantGate`). It answers sliding-window checks and token-bucket takes.
+//! or user, or a WhatsApp number's send bucket; tenants' API budgets live in `TenantGate`). It answers sliding-window checks and refunds, and token-bucket takes.
 //! Its SQL storage calls are synchronous, so each read-modify-write below runs without an
 //! `await` in between and concurrent requests cannot lose updates.
 
@@ -7,7 +7,8 @@ use worker::{durable_object, DurableObject, Env, Request, Response, Result, Stat
 
 use crate::platform::clock;
 use crate::platform::ratelimit::{
-    check_stored, create_window_table, take, BucketState, CheckRequest, LimiterRequest, TakeRequest,
+    check_stored, create_window_table, refund_stored, take, BucketState, CheckRequest,
+    LimiterRequest, TakeRequest,
 };
 
 #[durable_object]
@@ -34,6 +35,10 @@ impl DurableObject for RateLimiter {
         match req.json::<LimiterRequest>().await {
             Ok(LimiterRequest::Check(c)) => self.check(c),
             Ok(LimiterRequest::Take(t)) => self.take(t),
+            Ok(LimiterRequest::Refund(r)) => {
+                refund_stored(&self.state.storage().sql(), clock::now_ms(), r)?;
+                Response::from_json(&serde_json::json!({"refunded": r.refund}))
+            }
             Err(_) => Response::error("bad limiter request", 400),
         }
     }

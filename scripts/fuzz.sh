@@ -18,6 +18,8 @@ cat >> "$DIR/.dev.vars" <<VARS
 RATE_LIMIT_PREMIUM_CUSTOM="1000000"
 RATE_LIMIT_PLATFORM="1000000"
 AUTH_RATE_LIMIT="1000000"
+AUTH_ACCOUNT_RATE_LIMIT="1000000"
+REGISTER_RATE_LIMIT="1000000"
 VARS
 "$WR" d1 migrations apply DB --local --persist-to "$DIR/state" -c "$DIR/wrangler.toml" > /dev/null
 python3 "$ROOT/scripts/seed.py" --vars "$DIR/.dev.vars" > "$DIR/seed.sql"

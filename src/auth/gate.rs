@@ -463,8 +463,6 @@ mod tests {
             pro: 1000,
             premium_custom: 3000,
             platform: 5000,
-            auth_attempts: 5,
-            auth_window_secs: 900,
         }
     }
 

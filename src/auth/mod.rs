@@ -20,10 +20,12 @@ use crate::http::context::Ctx;
 use crate::http::json::{self, Checks};
 use crate::http::reply::Reply;
 use crate::http::router::{Access, Route};
+use crate::platform::config::Budget;
 use crate::platform::crypto::sha256_hex;
 use crate::platform::error::{AppError, Result};
 use crate::platform::ids;
 use crate::platform::plan::Plan;
+use crate::platform::ratelimit;
 use crate::tenants::{self, model::Tenant, model::TenantFields};
 use crate::users::{self, model::User};
 use gate::Scope;
@@ -84,21 +86,54 @@ fn suspended() -> AppError {
     )
 }
 
-/// Refuses when the auth budget of `key` is spent (peek, nothing consumed).
-async fn ensure_budget(cx: &Ctx, key: &str) -> Result<()> {
-    let l = &cx.config.limits;
-    let d = cx.limit(key, l.auth_attempts, l.auth_window_secs, 0).await;
-    if d.remaining == 0 {
-        return Err(AppError::RateLimited {
-            retry_after_secs: d.retry_after_secs.max(d.reset_secs).max(1),
-        });
-    }
-    Ok(())
+/// Failed attempts are counted before the password is checked and given back when it was
+/// right, so concurrent guesses cannot all slip in between a check and a spend: of N parallel
+/// wrong passwords exactly `limit` are checked and the rest are refused.
+struct Reservation<'a> {
+    cx: &'a Ctx,
+    taken: Vec<(String, Budget)>,
 }
 
-async fn spend_budget(cx: &Ctx, key: &str) {
-    let l = &cx.config.limits;
-    cx.limit(key, l.auth_attempts, l.auth_window_secs, 1).await;
+impl<'a> Reservation<'a> {
+    /// Draws one attempt from each budget in turn (the first one's decision goes into the
+    /// response headers); when one refuses, the others are given back and the answer is 429.
+    async fn take(cx: &'a Ctx, budgets: Vec<(String, Budget)>) -> Result<Reservation<'a>> {
+        let mut held = Reservation {
+            cx,
+            taken: Vec::new(),
+        };
+        for (i, (key, b)) in budgets.into_iter().enumerate() {
+            let d = if i == 0 {
+                cx.limit(&key, b.limit, b.window_secs, 1).await
+            } else {
+                ratelimit::draw(&cx.env, &key, b.limit, b.window_secs, 1).await
+            };
+            if !d.allowed {
+                held.give_back().await;
+                return Err(AppError::RateLimited {
+                    retry_after_secs: d.retry_after_secs.max(1),
+                });
+            }
+            held.taken.push((key, b));
+        }
+        Ok(held)
+    }
+
+    /// The attempt was not a failure: it costs nothing.
+    async fn give_back(self) {
+        for (key, b) in &self.taken {
+            ratelimit::refund_draw(&self.cx.env, key, b.window_secs, 1).await;
+        }
+    }
+}
+
+/// A log-in's budgets: per client IP and e-mail, and per e-mail across all IPs.
+fn login_budgets(cx: &Ctx, email: &str) -> Vec<(String, Budget)> {
+    let b = cx.config.auth_budgets;
+    vec![
+        (format!("login:{}:{email}", cx.client.ip), b.login),
+        (format!("login-account:{email}"), b.account),
+    ]
 }
 
 fn token_response(
@@ -142,12 +177,12 @@ async fn register(cx: Ctx) -> Result<Reply> {
         slug.unwrap_or_default(),
     );
 
-    let l = &cx.config.limits;
+    let b = cx.config.auth_budgets.register;
     let d = cx
         .limit(
-            &format!("register:{}:{email}", cx.client.ip),
-            l.auth_attempts,
-            l.auth_window_secs,
+            &format!("register:{}", cx.client.ip),
+            b.limit,
+            b.window_secs,
             1,
         )
         .await;
@@ -220,8 +255,7 @@ async fn login(cx: Ctx) -> Result<Reply> {
     if body.password.is_empty() || body.password.chars().count() > 128 {
         return Err(AppError::field("password", "must be 1–128 characters"));
     }
-    let budget_key = format!("login:{}:{email}", cx.client.ip);
-    ensure_budget(&cx, &budget_key).await?;
+    let attempt = Reservation::take(&cx, login_budgets(&cx, &email)).await?;
 
     let db = cx.db()?;
     let found = users::db::credentials_by_email(&db, &email).await?;
@@ -233,7 +267,6 @@ async fn login(cx: Ctx) -> Result<Reply> {
     let matches = password::verify(&body.password, stored).await?;
     let found = found.filter(|c| matches && c.user.status != "deleted");
     let Some(cred) = found else {
-        spend_budget(&cx, &budget_key).await;
         audit::entry(&cx, "auth.login_failed")
             .actor(None, Some(email.clone()))
             .meta(json!({"email": email}))
@@ -241,6 +274,8 @@ async fn login(cx: Ctx) -> Result<Reply> {
             .await?;
         return Err(invalid_credentials());
     };
+    // The password was right: this attempt is not a failure.
+    attempt.give_back().await;
     let user = cred.user;
     if !account::account_usable(
         &user.status,
@@ -444,14 +479,13 @@ async fn change_password(cx: Ctx) -> Result<Reply> {
             "must differ from the current password",
         ));
     }
-    let budget_key = format!("password:{user_id}");
-    ensure_budget(&cx, &budget_key).await?;
+    let budget = (format!("password:{user_id}"), cx.config.auth_budgets.login);
+    let attempt = Reservation::take(&cx, vec![budget]).await?;
     let db = cx.db()?;
     let stored = users::db::password_hash(&db, &p.tenant_id, &user_id)
         .await?
         .ok_or(AppError::NotFound)?;
     if !password::verify(&body.current_password, &stored).await? {
-        spend_budget(&cx, &budget_key).await;
         audit::entry(&cx, "auth.password_change_failed")
             .target("user", user_id.as_str())
             .write(&db)
@@ -461,6 +495,7 @@ async fn change_password(cx: Ctx) -> Result<Reply> {
             "The current password is incorrect.".into(),
         ));
     }
+    attempt.give_back().await;
     let hash = password::hash(&new_password).await?;
     let now = cx.now();
     db.batch(vec![

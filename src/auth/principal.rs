@@ -54,9 +54,14 @@ pub struct Profile {
 }
 
 impl Principal {
-    /// The scope idempotency keys and rate limits are kept under.
-    pub fn scope(&self) -> String {
-        format!("tenant:{}", self.tenant_id)
+    /// The scope idempotency keys are kept under: the caller (a user or an API key), so
+    /// another caller of the same tenant never replays a response made for someone else.
+    pub fn idempotency_scope(&self) -> String {
+        match (&self.api_key, &self.user_id) {
+            (Some(key), _) => format!("tenant:{}:key:{}", self.tenant_id, key.id),
+            (None, Some(user)) => format!("tenant:{}:user:{user}", self.tenant_id),
+            (None, None) => format!("tenant:{}", self.tenant_id),
+        }
     }
 
     pub fn rate_limit_per_minute(&self, limits: &Limits) -> u32 {
@@ -353,8 +358,6 @@ mod tests {
             pro: 1000,
             premium_custom: 3000,
             platform: 5000,
-            auth_attempts: 5,
-            auth_window_secs: 900,
         };
         assert_eq!(user(Role::Owner).rate_limit_per_minute(&limits), 100);
         assert_eq!(

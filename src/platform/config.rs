@@ -24,6 +24,7 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: u64,
     pub limits: Limits,
+    pub auth_budgets: AuthBudgets,
     /// WhatsApp Graph API: `{graph_api_base}/{graph_api_version}/{phone_number_id}/messages`.
     pub graph_api_base: String,
     pub graph_api_version: String,
@@ -40,8 +41,7 @@ pub struct Config {
     pub ocr_api_url: Option<String>,
 }
 
-/// Rate-limit budgets. Per-plan requests per minute for the general API; the auth budget
-/// counts failed attempts per client IP and e-mail.
+/// Rate-limit budgets: per-plan requests per minute for the general API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
     pub free: u32,
@@ -49,8 +49,22 @@ pub struct Limits {
     pub pro: u32,
     pub premium_custom: u32,
     pub platform: u32,
-    pub auth_attempts: u32,
-    pub auth_window_secs: u32,
+}
+
+/// A number of attempts per window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    pub limit: u32,
+    pub window_secs: u32,
+}
+
+/// What guessing and sign-up cost: failed log-ins (and password checks) per client IP and
+/// e-mail, failed log-ins per e-mail across IPs, and registrations per client IP.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AuthBudgets {
+    pub login: Budget,
+    pub account: Budget,
+    pub register: Budget,
 }
 
 impl Limits {
@@ -161,8 +175,20 @@ impl Config {
                 pro: num(env, "RATE_LIMIT_PRO", 1000)?,
                 premium_custom: num(env, "RATE_LIMIT_PREMIUM_CUSTOM", 3000)?,
                 platform: num(env, "RATE_LIMIT_PLATFORM", 3000)?,
-                auth_attempts: num(env, "AUTH_RATE_LIMIT", 5)?,
-                auth_window_secs: num(env, "AUTH_RATE_WINDOW_SECS", 900)?,
+            },
+            auth_budgets: AuthBudgets {
+                login: Budget {
+                    limit: num(env, "AUTH_RATE_LIMIT", 5)?,
+                    window_secs: num(env, "AUTH_RATE_WINDOW_SECS", 900)?,
+                },
+                account: Budget {
+                    limit: num(env, "AUTH_ACCOUNT_RATE_LIMIT", 20)?,
+                    window_secs: num(env, "AUTH_ACCOUNT_RATE_WINDOW_SECS", 3600)?,
+                },
+                register: Budget {
+                    limit: num(env, "REGISTER_RATE_LIMIT", 10)?,
+                    window_secs: num(env, "REGISTER_RATE_WINDOW_SECS", 3600)?,
+                },
             },
             graph_api_base: var(env, "GRAPH_API_BASE")
                 .unwrap_or_else(|| "https://graph.facebook.com".into())

@@ -93,6 +93,26 @@ pub fn check_stored(
     Ok(decision)
 }
 
+/// Gives back `refund.refund` to the window an object keeps in its SQL storage (synchronous,
+/// like `check_stored`).
+pub fn refund_stored(sql: &SqlStorage, now_ms: i64, req: RefundRequest) -> worker::Result<()> {
+    let current: Vec<WindowState> = sql
+        .exec(
+            "SELECT window_start_ms, count, prev_count FROM window WHERE id = 1",
+            None,
+        )?
+        .to_array()?;
+    let Some(state) = current.into_iter().next() else {
+        return Ok(());
+    };
+    let next = refund(state, now_ms, req);
+    sql.exec(
+        "UPDATE window SET count = ?, prev_count = ? WHERE id = 1",
+        vec![(next.count as i64).into(), (next.prev_count as i64).into()],
+    )?;
+    Ok(())
+}
+
 /// Cloudflare-style sliding window counter: the previous window's count weighted by how much
 /// of it still overlaps the sliding window, plus the current window's count.
 pub fn decide(state: WindowState, now_ms: i64, req: CheckRequest) -> (WindowState, Decision) {
@@ -184,12 +204,39 @@ pub struct Take {
     pub wait_ms: i64,
 }
 
-/// What the limiter object is asked: a sliding-window check or a bucket take.
+/// Gives back what an earlier check drew (a reservation that turned out not to count, e.g. a
+/// log-in whose password was right).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    pub window_ms: i64,
+    pub refund: u32,
+}
+
+/// What the limiter object is asked: a sliding-window check, a refund, or a bucket take.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum LimiterRequest {
     Take(TakeRequest),
+    Refund(RefundRequest),
     Check(CheckRequest),
+}
+
+/// Undoes a draw: from the current window, or from the previous one when the draw was made
+/// there and the window has turned since. Never below zero.
+pub fn refund(state: WindowState, now_ms: i64, req: RefundRequest) -> WindowState {
+    let w = req.window_ms.max(1);
+    let start = now_ms - now_ms.rem_euclid(w);
+    let mut s = state;
+    if s.window_start_ms == start {
+        let from_current = s.count.min(req.refund);
+        s.count -= from_current;
+        s.prev_count = s.prev_count.saturating_sub(req.refund - from_current);
+    } else if s.window_start_ms == start - w {
+        // The draw was counted in what is now the previous window.
+        s.count = s.count.saturating_sub(req.refund);
+    }
+    s
 }
 
 /// Refills by the time passed, then takes `cost` tokens if there are enough. A new bucket
@@ -262,8 +309,36 @@ pub async fn check(env: &Env, key: &str, req: CheckRequest) -> Result<Decision> 
     call_limiter(env, key, &LimiterRequest::Check(req)).await
 }
 
-/// Draws `cost` from the limiter object `key` and notes the decision for the response headers.
-/// Fails open (logged) when the limiter is unreachable: its outage must not take the API down.
+/// Gives back `amount` drawn from `key` earlier in a window of `window_secs`. Best effort: a
+/// refund that does not arrive leaves the budget spent (logged), never larger than configured.
+pub async fn refund_draw(env: &Env, key: &str, window_secs: u32, amount: u32) {
+    let req = LimiterRequest::Refund(RefundRequest {
+        window_ms: window_secs as i64 * 1000,
+        refund: amount,
+    });
+    if let Err(e) = call_limiter::<serde_json::Value>(env, key, &req).await {
+        worker::console_error!("rate limiter refund failed: {e}");
+    }
+}
+
+/// Draws `cost` from the limiter object `key`. Fails open (logged) when the limiter is
+/// unreachable: its outage must not take the API down.
+pub async fn draw(env: &Env, key: &str, limit: u32, window_secs: u32, cost: u32) -> Decision {
+    let req = CheckRequest {
+        limit,
+        window_ms: window_secs as i64 * 1000,
+        cost,
+    };
+    match check(env, key, req).await {
+        Ok(d) => d,
+        Err(e) => {
+            worker::console_error!("rate limiter unavailable: {e}");
+            Decision::fail_open(limit, window_secs as u64)
+        }
+    }
+}
+
+/// Draws like `draw` and notes the decision for the response headers.
 pub async fn draw_noted(
     env: &Env,
     note: &Cell<Option<Decision>>,
@@ -272,18 +347,7 @@ pub async fn draw_noted(
     window_secs: u32,
     cost: u32,
 ) -> Decision {
-    let req = CheckRequest {
-        limit,
-        window_ms: window_secs as i64 * 1000,
-        cost,
-    };
-    let d = match check(env, key, req).await {
-        Ok(d) => d,
-        Err(e) => {
-            worker::console_error!("rate limiter unavailable: {e}");
-            Decision::fail_open(limit, window_secs as u64)
-        }
-    };
+    let d = draw(env, key, limit, window_secs, cost).await;
     note.set(Some(d));
     d
 }
@@ -324,6 +388,52 @@ mod tests {
         let check: LimiterRequest =
             serde_json::from_str(r#"{"limit":5,"window_ms":1000,"cost":1}"#).unwrap();
         assert!(matches!(check, LimiterRequest::Check(_)));
+        let refund: LimiterRequest =
+            serde_json::from_str(r#"{"window_ms":1000,"refund":1}"#).unwrap();
+        assert!(matches!(refund, LimiterRequest::Refund(_)));
+    }
+
+    #[test]
+    fn a_refund_gives_back_a_draw_in_this_window_or_the_last() {
+        let t0 = 10 * MIN;
+        let (s, _) = decide(WindowState::default(), t0, req(5));
+        let (s, _) = decide(s, t0 + 1, req(5));
+        assert_eq!(s.count, 2);
+        let back = RefundRequest {
+            window_ms: MIN,
+            refund: 1,
+        };
+        assert_eq!(refund(s, t0 + 2, back).count, 1);
+        // The window turned: the draw now sits in the previous count.
+        let (rolled, _) = decide(s, t0 + MIN + 5, CheckRequest { cost: 0, ..req(5) });
+        let r = refund(rolled, t0 + MIN + 6, back);
+        assert_eq!((r.count, r.prev_count), (0, 1));
+        // Never below zero, and a stale state two windows back is left alone.
+        let zero = refund(WindowState::default(), t0, back);
+        assert_eq!((zero.count, zero.prev_count), (0, 0));
+        assert_eq!(refund(s, t0 + 3 * MIN, back), s);
+    }
+
+    #[test]
+    fn reserve_then_refund_counts_only_failures_under_any_interleaving() {
+        // Twenty concurrent attempts reserve before checking the password: five get through,
+        // and the refunds of successes make room again for later ones.
+        let t0 = 10 * MIN;
+        let mut s = WindowState::default();
+        let allowed = (0..20)
+            .filter(|i| {
+                let (ns, d) = decide(s, t0 + i, req(5));
+                s = ns;
+                d.allowed
+            })
+            .count();
+        assert_eq!(allowed, 5);
+        let back = RefundRequest {
+            window_ms: MIN,
+            refund: 1,
+        };
+        s = refund(s, t0 + 30, back);
+        assert!(decide(s, t0 + 31, req(5)).1.allowed);
     }
 
     const MIN: i64 = 60_000;

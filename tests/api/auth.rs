@@ -286,3 +286,102 @@ async fn the_seeded_demo_logins_work() {
         .expect(200);
     assert_eq!(me.data()["role"], "platform_admin");
 }
+
+/// Log-ins from one client address (the edge's `CF-Connecting-IP`).
+async fn login_from(ip: &str, email: &str, password: &str) -> Resp {
+    post("/api/v1/auth/login")
+        .header("CF-Connecting-IP", ip)
+        .json(json!({"email": email, "password": password}))
+        .send()
+        .await
+}
+
+fn statuses(rs: &[Resp]) -> (usize, usize) {
+    let count = |code| rs.iter().filter(|r| r.status == code).count();
+    (count(401), count(429))
+}
+
+#[tokio::test]
+async fn parallel_wrong_passwords_get_exactly_the_budget_then_429() {
+    let s = register().await;
+    let ip = random_ip();
+    let tries = (0..20).map(|_| login_from(&ip, &s.email, "wrong password!"));
+    let rs = exclusive(futures::future::join_all(tries)).await;
+    assert_eq!(
+        statuses(&rs),
+        (5, 15),
+        "{:?}",
+        rs.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    // A right password does not count: the next right one still gets in from another address.
+    login_from("203.0.113.9", &s.email, &s.password)
+        .await
+        .expect(200);
+    login_from("203.0.113.9", &s.email, &s.password)
+        .await
+        .expect(200);
+}
+
+#[tokio::test]
+async fn failures_across_addresses_are_limited_per_account() {
+    let s = register().await;
+    // Five wrong passwords from each of four addresses spend the account's 20 per hour.
+    for i in 0..4 {
+        for _ in 0..5 {
+            login_from(&format!("192.0.2.{}", 10 + i), &s.email, "wrong password!")
+                .await
+                .problem(401, "invalid_credentials");
+        }
+    }
+    let r = login_from("192.0.2.99", &s.email, "wrong password!")
+        .await
+        .problem(429, "rate_limited");
+    assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    // The account is protected from every address; other accounts are not affected.
+    login_from("192.0.2.98", &s.email, &s.password)
+        .await
+        .problem(429, "rate_limited");
+    let other = register().await;
+    login_from("192.0.2.99", &other.email, &other.password)
+        .await
+        .expect(200);
+}
+
+#[tokio::test]
+async fn registrations_are_limited_per_address() {
+    let ip = random_ip();
+    let attempt = |n: usize| {
+        let u = unique();
+        let ip = ip.clone();
+        async move {
+            post("/api/v1/auth/register")
+                .header("CF-Connecting-IP", &ip)
+                .json(json!({
+                    "email": format!("reg{n}-{u}@example.com"), "password": "correct horse battery",
+                    "full_name": "Rita", "organization_name": format!("Org {u}"),
+                    "organization_slug": format!("reg-{u}")
+                }))
+                .send()
+                .await
+        }
+    };
+    for n in 0..10 {
+        attempt(n).await.expect(201);
+    }
+    let r = attempt(10).await.problem(429, "rate_limited");
+    assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+}
+
+#[tokio::test]
+async fn parallel_wrong_current_passwords_get_exactly_the_budget_then_429() {
+    let s = register().await;
+    let tries = (0..12).map(|_| {
+        post("/api/v1/auth/password")
+            .token(&s.access)
+            .json(json!({"current_password": "not it at all", "new_password": "a brand new password"}))
+            .send()
+    });
+    let rs = exclusive(futures::future::join_all(tries)).await;
+    let count = |code| rs.iter().filter(|r| r.status == code).count();
+    assert_eq!((count(403), count(429)), (5, 7));
+}

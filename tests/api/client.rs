@@ -181,6 +181,14 @@ pub fn unique() -> String {
     hex::encode(b)
 }
 
+/// A client address of its own (the edge sends it as `CF-Connecting-IP`), so per-address
+/// budgets of one test do not meet another's.
+pub fn random_ip() -> String {
+    let mut b = [0u8; 3];
+    getrandom::fill(&mut b).unwrap();
+    format!("10.{}.{}.{}", b[0], b[1], b[2].max(1))
+}
+
 /// A logged-in user of a freshly registered tenant (the owner).
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -197,6 +205,7 @@ pub async fn register() -> Session {
     let email = format!("owner-{u}@example.com");
     let password = "correct horse battery".to_string();
     let r = post("/api/v1/auth/register")
+        .header("CF-Connecting-IP", &random_ip())
         .json(json!({
             "email": email, "password": password, "full_name": "Olga Owner",
             "organization_name": format!("Org {u}"), "organization_slug": format!("org-{u}")
