@@ -240,7 +240,7 @@ async fn serve(req: &mut Request, method_name: &str, s: Setup, trace: &mut Trace
             }
             let scope = principal
                 .as_ref()
-                .map(Principal::scope)
+                .map(Principal::idempotency_scope)
                 .unwrap_or_else(|| format!("ip:{}", s.client.ip));
             Some((scope, key))
         }
@@ -325,10 +325,7 @@ async fn read_body(
             return Err(AppError::PayloadTooLarge(max));
         }
     }
-    let body = req.bytes().await.unwrap_or_default();
-    if body.len() as u64 > max {
-        return Err(AppError::PayloadTooLarge(max));
-    }
+    let body = read_capped(req, max).await?;
     if route.request.is_some() && !body.iter().all(u8::is_ascii_whitespace) {
         let content_type = req.headers().get("Content-Type")?.unwrap_or_default();
         let essence = content_type
@@ -342,6 +339,27 @@ async fn read_body(
                 "Send the body as application/json.".into(),
             ));
         }
+    }
+    Ok(body)
+}
+
+/// Reads the body in chunks and stops at `max` bytes (413), whether or not the client sent a
+/// `Content-Length` (a chunked body would otherwise be read whole before being measured). A
+/// body that cannot be read is a 400, not an empty body.
+async fn read_capped(req: &mut Request, max: u64) -> Result<Vec<u8>> {
+    if req.inner().body().is_none() {
+        return Ok(Vec::new());
+    }
+    let mut stream = req.stream()?;
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            AppError::BadRequest(format!("The request body could not be read: {e}"))
+        })?;
+        if (body.len() + chunk.len()) as u64 > max {
+            return Err(AppError::PayloadTooLarge(max));
+        }
+        body.extend_from_slice(&chunk);
     }
     Ok(body)
 }

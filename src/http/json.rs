@@ -96,6 +96,14 @@ impl Checks {
         }
     }
 
+    /// Moves a nested object's errors in under `prefix` (`candidates[2]` → `candidates[2].price`).
+    pub fn nest(&mut self, prefix: &str, inner: Checks) {
+        for e in inner.0 {
+            self.0
+                .push(FieldError::new(format!("{prefix}.{}", e.field), e.message));
+        }
+    }
+
     pub fn finish(self) -> Result<()> {
         if self.0.is_empty() {
             Ok(())

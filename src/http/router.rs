@@ -94,7 +94,7 @@ pub struct Route {
     pub documented: bool,
     /// The list can also be downloaded as CSV (`?format=csv`).
     pub csv: bool,
-    /// Counts against a plan quota: may answer 402 `quota_exceeded`.
+    /// Counts against a plan quota (monthly runs, storage): may answer 402 `quota_exceeded`.
     pub metered: bool,
     /// Also accepts the access token as `?access_token=` or as the WebSocket subprotocols
     /// `bearer, <token>` (browser WebSocket clients cannot set headers).

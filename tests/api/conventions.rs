@@ -207,3 +207,80 @@ async fn an_idempotency_key_replays_the_first_response() {
         .await
         .problem(422, "idempotency_key_reused");
 }
+
+#[tokio::test]
+async fn idempotency_keys_belong_to_one_caller_not_the_whole_tenant() {
+    let owner = register().await;
+    let member = add_user(&owner, "member").await;
+    let key = format!("ticket-{}", unique());
+    let body = json!({"subject": "Export fails", "description": "The CSV export times out"});
+    let mine = post("/api/v1/support-tickets")
+        .token(&owner.access)
+        .header("Idempotency-Key", &key)
+        .json(body.clone())
+        .send()
+        .await
+        .expect(201);
+    // Another user of the tenant with the same key and body gets a ticket of their own,
+    // never a replay of the owner's response.
+    let theirs = post("/api/v1/support-tickets")
+        .token(&member.access)
+        .header("Idempotency-Key", &key)
+        .json(body.clone())
+        .send()
+        .await
+        .expect(201);
+    assert_eq!(theirs.header("idempotent-replayed"), None);
+    assert_ne!(mine.data()["id"], theirs.data()["id"]);
+    assert_eq!(
+        theirs.data()["created_by"],
+        json!(member.user_id),
+        "{}",
+        theirs.text
+    );
+    // The owner's own retry still replays.
+    let again = post("/api/v1/support-tickets")
+        .token(&owner.access)
+        .header("Idempotency-Key", &key)
+        .json(body)
+        .send()
+        .await
+        .expect(201);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.data()["id"], mine.data()["id"]);
+}
+
+/// Sends a request over a raw connection (reqwest always sends a Content-Length for a
+/// buffered body) and returns the status line's code, or `None` when nothing came back in
+/// `wait`.
+async fn raw_request(head: &str, body_parts: &[&[u8]], wait: u64) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = crate::harness::server()
+        .base
+        .trim_start_matches("http://")
+        .to_string();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    conn.write_all(head.as_bytes()).await.expect("head");
+    for part in body_parts {
+        if conn.write_all(part).await.is_err() {
+            break; // the server answered and closed early
+        }
+    }
+    let mut buf = vec![0u8; 4096];
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(wait), conn.read(&mut buf)).await;
+    let n = read.ok()?.ok()?;
+    let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test]
+async fn a_chunked_body_is_cut_off_at_the_limit() {
+    // 1.5 MB in chunks without a Content-Length and without the final chunk: a server that
+    // reads the whole body before measuring it would wait forever.
+    let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "a".repeat(64 * 1024));
+    let parts: Vec<&[u8]> = std::iter::repeat_n(chunk.as_bytes(), 24).collect();
+    let head = "POST /api/v1/auth/login HTTP/1.1\r\nHost: localhost\r\n\
+                Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    assert_eq!(raw_request(head, &parts, 20).await, Some(413));
+}
