@@ -79,6 +79,10 @@ async fn guard_change(
 ) -> Result<()> {
     let p = cx.principal()?;
     let forbid = |d: &str| Err(AppError::Forbidden("forbidden", d.into()));
+    // The deployment's operators are not the tenant's to manage, whatever the change.
+    if target.role == Role::PlatformAdmin.as_str() && !p.is_platform_admin() {
+        return forbid("Only a platform admin can change a platform admin.");
+    }
     let changes_access = new_role.is_some_and(|r| r != target.role)
         || new_status.is_some_and(|s| s != target.status);
     if !changes_access {

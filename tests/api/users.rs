@@ -158,3 +158,42 @@ async fn a_deleted_user_is_gone_and_logged_out() {
         .await
         .problem(403, "forbidden");
 }
+
+#[tokio::test]
+async fn tenant_admins_cannot_touch_a_platform_admin() {
+    let owner = register().await;
+    let admin = admin().await;
+    let email = format!("operator-{}@example.com", unique());
+    let op = post("/api/v1/admin/users")
+        .token(&admin.access)
+        .json(
+            json!({"tenant_id": owner.tenant_id, "email": email, "password": "operator password",
+                     "full_name": "Op Erator", "role": "platform_admin"}),
+        )
+        .send()
+        .await
+        .expect(201);
+    let id = op.data()["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/users/{id}");
+    for body in [
+        json!({"status": "suspended"}),
+        json!({"role": "member"}),
+        json!({"full_name": "Renamed"}),
+    ] {
+        patch(&path)
+            .token(&owner.access)
+            .json(body)
+            .send()
+            .await
+            .problem(403, "forbidden");
+    }
+    delete(&path)
+        .token(&owner.access)
+        .send()
+        .await
+        .problem(403, "forbidden");
+    // Untouched, and still able to sign in.
+    let me = login(&email, "operator password").await.expect(200);
+    assert_eq!(me.data()["user"]["full_name"], "Op Erator");
+    assert_eq!(me.data()["user"]["status"], "active");
+}
