@@ -335,7 +335,9 @@ fn operation(route: &Route) -> Value {
     if route.metered {
         responses.insert(
             "402".into(),
-            problem("The plan's quota for this month is used up (`quota_exceeded`)"),
+            problem(
+                "A quota of the plan (monthly runs, storage) would be exceeded (`quota_exceeded`)",
+            ),
         );
     }
     if route.method != Method::Get {

@@ -253,8 +253,57 @@ pub fn range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, Unsa
     Ok(Some((start, end - start + 1)))
 }
 
+/// A `Content-Disposition` value for `filename`: an ASCII `filename` (non-ASCII characters,
+/// quotes and backslashes become `_`) that every client reads, plus RFC 6266's
+/// `filename*=UTF-8''…` with the exact name when it is not plain ASCII — header values must
+/// be ASCII, so a raw UTF-8 name there is refused by browsers (and by the runtime).
+pub fn content_disposition(disposition: &str, filename: &str) -> String {
+    let fallback: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if filename.is_ascii() && fallback == filename {
+        return format!("{disposition}; filename=\"{fallback}\"");
+    }
+    let mut encoded = String::new();
+    for b in filename.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn non_ascii_names_get_an_ascii_fallback_and_an_encoded_utf8_name() {
+        use super::content_disposition as cd;
+        assert_eq!(cd("inline", "list.csv"), "inline; filename=\"list.csv\"");
+        assert_eq!(
+            cd("attachment", "prix été.csv"),
+            "attachment; filename=\"prix _t_.csv\"; filename*=UTF-8''prix%20%C3%A9t%C3%A9.csv"
+        );
+        assert_eq!(
+            cd("inline", "日本.pdf"),
+            "inline; filename=\"__.pdf\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC.pdf"
+        );
+        // Quotes and backslashes cannot break out of the quoted fallback.
+        assert_eq!(
+            cd("inline", "a\"b\\c.txt"),
+            "inline; filename=\"a_b_c.txt\"; filename*=UTF-8''a%22b%5Cc.txt"
+        );
+        assert!(cd("inline", "ü\u{1F600}.png").is_ascii());
+    }
+
     use super::*;
 
     #[test]

@@ -73,7 +73,8 @@ pub fn routes() -> Vec<Route> {
             )
             .created("Media")
             .query(&UPLOAD_QUERY)
-            .streamed(),
+            .streamed()
+            .metered(),
         Route::get("/api/v1/media", Access::User, handler!(list))
             .doc("media", "The tenant's files, newest first")
             .list("Media")
@@ -255,7 +256,7 @@ async fn upload(cx: Ctx) -> Result<Reply> {
     let sniffed = checked_type(data, &declared, true)?;
     let tenant_id = cx.tenant_id()?.to_string();
     let db = cx.db()?;
-    used_storage_allows(&cx, &db, &tenant_id, size).await?;
+    used_storage_allows(&cx, &db, &tenant_id, size, None).await?;
     let new = NewMedia::new(&tenant_id, &filename, sniffed, size, attributes);
     cx.env
         .bucket(bindings::MEDIA)?
@@ -281,7 +282,7 @@ async fn upload_streamed(cx: Ctx, length: u64) -> Result<Reply> {
     let declared = cx.header("Content-Type").unwrap_or_default();
     let tenant_id = cx.tenant_id()?.to_string();
     let db = cx.db()?;
-    used_storage_allows(&cx, &db, &tenant_id, length).await?;
+    used_storage_allows(&cx, &db, &tenant_id, length, None).await?;
     let Some((mut stream, _)) = cx.take_stream() else {
         return Err(AppError::internal("the streamed body was taken twice"));
     };
@@ -448,16 +449,28 @@ fn within_file_limit(cx: &Ctx, size: u64) -> Result<()> {
     Ok(())
 }
 
-async fn used_storage_allows(cx: &Ctx, db: &Db, tenant_id: &str, adding: u64) -> Result<()> {
+/// Bytes a tenant's storage holds: its files plus the parts of its unfinished multipart
+/// uploads (R2 keeps and bills those too), leaving out the upload `except` (one about to be
+/// completed is counted by its final size instead).
+const USED_STORAGE: &str = "SELECT \
+     (SELECT COALESCE(SUM(size), 0) FROM media WHERE tenant_id = ?1) + \
+     (SELECT COALESCE(SUM(json_extract(p.value, '$.size')), 0) \
+        FROM media_uploads u, json_each(u.parts) p \
+       WHERE u.tenant_id = ?1 AND u.status = 'open' AND u.id IS NOT ?2) AS used";
+
+async fn used_storage_allows(
+    cx: &Ctx,
+    db: &Db,
+    tenant_id: &str,
+    adding: u64,
+    except: Option<&str>,
+) -> Result<()> {
     #[derive(Deserialize)]
     struct Used {
         used: i64,
     }
     let used = db
-        .one::<Used>(
-            "SELECT COALESCE(SUM(size), 0) AS used FROM media WHERE tenant_id = ?1",
-            &args![tenant_id],
-        )
+        .one::<Used>(USED_STORAGE, &args![tenant_id, Arg::from(except)])
         .await?
         .map_or(0, |u| u.used.max(0) as u64);
     let quota = cx
@@ -536,10 +549,7 @@ async fn serve_object(env: &Env, row: &MediaRow, range_header: Option<&str>) -> 
         .with_header("Accept-Ranges", "bytes")
         .with_header(
             "Content-Disposition",
-            format!(
-                "inline; filename=\"{}\"",
-                row.filename.replace(['"', '\\'], "_")
-            ),
+            bytes::content_disposition("inline", &row.filename),
         );
     if let Some((offset, length)) = range {
         reply = reply.with_header(

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
-use worker::{Data, FixedLengthStream, HttpMetadata, Range, UploadedPart};
+use worker::{Data, Env, FixedLengthStream, HttpMetadata, Range, UploadedPart};
 
 use super::{
     body_length_error, bytes, clean_filename, record, used_storage_allows, within_file_limit,
@@ -20,12 +20,16 @@ use crate::http::reply::Reply;
 use crate::http::router::{Access, Route};
 use crate::platform::db::Db;
 use crate::platform::error::{AppError, Result};
-use crate::platform::{bindings, ids};
+use crate::platform::{bindings, clock, ids};
 
 pub fn routes() -> Vec<Route> {
     vec![
         Route::post("/api/v1/media/uploads", Access::User, handler!(create))
-            .doc("media", "Start a multipart upload for a large file")
+            .doc(
+                "media",
+                "Start a multipart upload for a large file (at most 10 open per tenant: 409 beyond; \
+                 parts count toward storage until completed; aborted after 24 h without a part)",
+            )
             .body("CreateUpload")
             .created("Upload"),
         Route::put(
@@ -38,7 +42,8 @@ pub fn routes() -> Vec<Route> {
             "Upload part 1–10000 (raw body, streamed; every part but the last ≥ 5 MiB and of one size)",
         )
         .ok("Upload")
-        .streamed(),
+        .streamed()
+        .metered(),
         Route::post(
             "/api/v1/media/uploads/:id/complete",
             Access::User,
@@ -48,7 +53,8 @@ pub fn routes() -> Vec<Route> {
             "media",
             "Assemble the parts into a media file (checked like a single upload; 422 when part sizes break R2's rules)",
         )
-        .created("Media"),
+        .created("Media")
+        .metered(),
         Route::delete("/api/v1/media/uploads/:id", Access::User, handler!(abort))
             .doc("media", "Abort a multipart upload")
             .no_content(),
@@ -122,6 +128,18 @@ async fn load(db: &Db, tenant_id: &str, id: &str) -> Result<Row> {
     .ok_or(AppError::NotFound)
 }
 
+/// Unfinished uploads a tenant may have at once (each holds R2 parts until completed).
+const MAX_OPEN_UPLOADS: i64 = 10;
+
+/// How long an upload may sit without a new part before the sweep aborts it.
+pub const IDLE_UPLOAD_MS: i64 = 24 * 3600 * 1000;
+
+fn too_many_open() -> AppError {
+    AppError::Conflict(format!(
+        "At most {MAX_OPEN_UPLOADS} uploads may be open at once; complete or abort one first."
+    ))
+}
+
 fn open_only(row: &Row) -> Result<()> {
     if row.status == "open" {
         Ok(())
@@ -158,11 +176,25 @@ async fn create(cx: Ctx) -> Result<Reply> {
         ));
     }
     let tenant_id = cx.tenant_id()?;
+    let db = cx.db()?;
+    #[derive(Deserialize)]
+    struct Open {
+        open: i64,
+    }
+    let open = db
+        .one::<Open>(
+            "SELECT COUNT(*) AS open FROM media_uploads WHERE tenant_id = ?1 AND status = 'open'",
+            &args![tenant_id],
+        )
+        .await?
+        .map_or(0, |o| o.open);
+    if open >= MAX_OPEN_UPLOADS {
+        return Err(too_many_open());
+    }
     let media_id = ids::new_id("med");
     let key = format!("tenants/{tenant_id}/media/{media_id}");
-    let upload = cx
-        .env
-        .bucket(bindings::MEDIA)?
+    let bucket = cx.env.bucket(bindings::MEDIA)?;
+    let upload = bucket
         .create_multipart_upload(&key)
         .http_metadata(HttpMetadata {
             content_type: Some(declared.clone()),
@@ -171,23 +203,32 @@ async fn create(cx: Ctx) -> Result<Reply> {
         .execute()
         .await?;
     let id = ids::new_id("upl");
-    let db = cx.db()?;
     let now = cx.now();
-    db.run(
-        "INSERT INTO media_uploads (id, tenant_id, r2_key, upload_id, filename, content_type, \
-         media_id, created_by, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8, ?8)",
-        &args![
-            id.as_str(),
-            tenant_id,
-            key,
-            upload.upload_id().await,
-            clean_filename(&body.filename),
-            declared,
-            cx.principal()?.user_id.clone(),
-            now
-        ],
-    )
-    .await?;
+    // The count is checked again in the insert itself: of concurrent creations past the
+    // limit, only those that fit are recorded; the others' R2 uploads are aborted at once.
+    let inserted = db
+        .run(
+            "INSERT INTO media_uploads (id, tenant_id, r2_key, upload_id, filename, content_type, \
+             media_id, created_by, created_at, updated_at) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8, ?8 \
+             WHERE (SELECT COUNT(*) FROM media_uploads WHERE tenant_id = ?2 AND status = 'open') < ?9",
+            &args![
+                id.as_str(),
+                tenant_id,
+                key.as_str(),
+                upload.upload_id().await,
+                clean_filename(&body.filename),
+                declared,
+                cx.principal()?.user_id.clone(),
+                now,
+                MAX_OPEN_UPLOADS
+            ],
+        )
+        .await?;
+    if inserted == 0 {
+        upload.abort().await?;
+        return Err(too_many_open());
+    }
     let row = load(&db, tenant_id, &id).await?;
     Reply::created(&row.view(), Some(format!("/api/v1/media/uploads/{id}")))
 }
@@ -205,6 +246,14 @@ async fn put_part(cx: Ctx) -> Result<Reply> {
     open_only(&row)?;
     // A part with a Content-Length streams through; one without it was read first. Taken only
     // now: a refused part's body is left to the dispatcher, which reads it out.
+    let incoming = cx.stream_length().unwrap_or(cx.body.len() as u64);
+    // A part replacing an earlier one of the same number frees that one's bytes.
+    let replaced = row
+        .parts()
+        .get(&part.to_string())
+        .and_then(|p| p["size"].as_u64())
+        .unwrap_or(0);
+    used_storage_allows(&cx, &db, tenant_id, incoming.saturating_sub(replaced), None).await?;
     let (data, size): (Data, u64) = match cx.take_stream() {
         Some((stream, length)) => (FixedLengthStream::wrap(stream, length).into(), length),
         None if cx.body.is_empty() => {
@@ -255,7 +304,7 @@ async fn complete(cx: Ctx) -> Result<Reply> {
     }
     let size: u64 = sizes.iter().map(|(_, s)| s).sum();
     within_file_limit(&cx, size)?;
-    used_storage_allows(&cx, &db, &tenant_id, size).await?;
+    used_storage_allows(&cx, &db, &tenant_id, size, Some(&row.id)).await?;
     let mut uploaded: Vec<(u16, String)> = parts
         .iter()
         .filter_map(|(n, p)| Some((n.parse().ok()?, p["etag"].as_str()?.to_string())))
@@ -335,6 +384,45 @@ async fn complete(cx: Ctx) -> Result<Reply> {
         multipart: true,
     };
     record(&cx, &db, new, sha, vec![completed]).await
+}
+
+/// The sweep's part: aborts uploads that got no part for `IDLE_UPLOAD_MS` (R2 drops their
+/// parts) and marks them aborted, so forgotten uploads stop holding storage and open slots.
+/// Returns how many it aborted; one that R2 fails to abort is left for the next sweep.
+pub async fn abort_idle(env: &Env, db: &Db, now_ms: i64) -> Result<usize> {
+    #[derive(Deserialize)]
+    struct Idle {
+        id: String,
+        r2_key: String,
+        upload_id: String,
+    }
+    let idle: Vec<Idle> = db
+        .all(
+            "SELECT id, r2_key, upload_id FROM media_uploads WHERE status = 'open' \
+             AND updated_at < ?1 LIMIT 100",
+            &args![clock::rfc3339(now_ms - IDLE_UPLOAD_MS)],
+        )
+        .await?;
+    let bucket = env.bucket(bindings::MEDIA)?;
+    let mut aborted = 0;
+    for u in idle {
+        let gone = match bucket.resume_multipart_upload(&u.r2_key, &u.upload_id) {
+            Ok(upload) => upload.abort().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = gone {
+            worker::console_error!("aborting idle upload {} failed: {e}", u.id);
+            continue;
+        }
+        aborted += db
+            .run(
+                "UPDATE media_uploads SET status = 'aborted', updated_at = ?2 \
+                 WHERE id = ?1 AND status = 'open'",
+                &args![u.id.as_str(), clock::rfc3339(now_ms)],
+            )
+            .await? as usize;
+    }
+    Ok(aborted)
 }
 
 async fn abort(cx: Ctx) -> Result<Reply> {

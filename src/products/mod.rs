@@ -486,6 +486,7 @@ async fn from_candidates(cx: Ctx) -> Result<Reply> {
     let mut stmts = Vec::new();
     let mut ids_made = Vec::new();
     let mut seen = Vec::new();
+    let mut checks = Checks::new();
     for (n, &i) in body.candidates.iter().enumerate() {
         let c = result.product_candidates.get(i).ok_or_else(|| {
             AppError::field(
@@ -519,10 +520,16 @@ async fn from_candidates(cx: Ctx) -> Result<Reply> {
             status: "draft".into(),
             media_ids: vec![job.media_id.clone()],
         };
+        // A candidate is what a parser read from a file: it becomes a product only if it
+        // passes the same checks as one typed in.
+        let mut candidate = Checks::new();
+        check(&f, &mut candidate);
+        checks.nest(&format!("candidates[{n}]"), candidate);
         let (id, stmt) = insert(&cx, &db, &f, Some(&job.id)).await?;
         ids_made.push(id);
         stmts.push(stmt);
     }
+    checks.finish()?;
     stmts.push(
         audit::entry(&cx, "product.from_candidates")
             .target("job", job.id.as_str())

@@ -16,6 +16,10 @@ pub struct Server {
     pub jwt_secret: String,
     /// The mock upstream (scripts/mock_upstream.py): workflow steps and callbacks call it.
     pub mock: String,
+    /// The worker's local state and config, for `d1` (tests that set up what no route can,
+    /// such as an upload idle for a day).
+    state: PathBuf,
+    config: PathBuf,
     _child: Child,
     _mock: Child,
 }
@@ -204,8 +208,39 @@ fn start() -> Server {
         demo_password,
         jwt_secret,
         mock,
+        state,
+        config: cfg,
         _child: child,
         _mock: mock_child,
+    }
+}
+
+impl Server {
+    /// Runs SQL against the running worker's local D1 (as `wrangler d1 execute --local` does)
+    /// and returns the rows of its last statement.
+    pub fn d1(&self, sql: &str) -> Vec<serde_json::Value> {
+        let out = Command::new(wrangler())
+            .args(["d1", "execute", "DB", "--local", "--persist-to"])
+            .arg(&self.state)
+            .arg("-c")
+            .arg(&self.config)
+            .args(["--json", "--command", sql])
+            .env("WRANGLER_SEND_METRICS", "false")
+            .stdin(Stdio::null())
+            .output()
+            .expect("wrangler d1 execute");
+        assert!(
+            out.status.success(),
+            "d1 {sql}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json output");
+        v.as_array()
+            .and_then(|a| a.last())
+            .and_then(|r| r["results"].as_array())
+            .cloned()
+            .unwrap_or_default()
     }
 }
 

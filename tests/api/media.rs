@@ -878,3 +878,179 @@ async fn the_demo_shop_turns_a_supplier_price_list_into_products_and_shares_it()
     let shared = get(path).send().await.expect(200);
     assert_eq!(shared.bytes, PDF);
 }
+
+#[tokio::test]
+async fn unfinished_uploads_count_toward_storage_and_are_limited_in_number() {
+    let owner = register().await;
+    // The harness's storage quota is 12 MiB; two open uploads holding a 5 MiB part each use 10.
+    let five = vec![b'a'; 5 * 1024 * 1024];
+    let mut open = Vec::new();
+    for name in ["a.csv", "b.csv"] {
+        let id = start_upload(&owner, name, "text/csv").await;
+        put(&format!("/api/v1/media/uploads/{id}/parts/1"))
+            .token(&owner.access)
+            .raw(&five, "application/octet-stream")
+            .send()
+            .await
+            .expect(200);
+        open.push(id);
+    }
+    let three = vec![b'b'; 3 * 1024 * 1024];
+    let single = || {
+        post("/api/v1/media?filename=more.csv")
+            .token(&owner.access)
+            .raw(&three, "text/csv")
+            .send()
+    };
+    single().await.problem(402, "quota_exceeded");
+    // Another part past the quota is refused too; replacing a part by one as big is not.
+    let third = start_upload(&owner, "c.csv", "text/csv").await;
+    put(&format!("/api/v1/media/uploads/{third}/parts/1"))
+        .token(&owner.access)
+        .raw(&three, "application/octet-stream")
+        .send()
+        .await
+        .problem(402, "quota_exceeded");
+    put(&format!("/api/v1/media/uploads/{}/parts/1", open[0]))
+        .token(&owner.access)
+        .raw(&five, "application/octet-stream")
+        .send()
+        .await
+        .expect(200);
+    // Aborting one frees its parts.
+    delete(&format!("/api/v1/media/uploads/{}", open[0]))
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(204);
+    single().await.expect(201);
+
+    // At most ten open at once: b.csv, c.csv and eight more.
+    for n in 0..8 {
+        start_upload(&owner, &format!("n{n}.png"), "image/png").await;
+    }
+    post("/api/v1/media/uploads")
+        .token(&owner.access)
+        .json(json!({"filename": "eleventh.png", "content_type": "image/png"}))
+        .send()
+        .await
+        .problem(409, "conflict");
+    delete(&format!("/api/v1/media/uploads/{third}"))
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(204);
+    start_upload(&owner, "now-it-fits.png", "image/png").await;
+    // Another tenant's count is its own.
+    let other = register().await;
+    start_upload(&other, "mine.png", "image/png").await;
+}
+
+#[tokio::test]
+async fn the_sweep_aborts_uploads_idle_for_a_day() {
+    let owner = register().await;
+    let idle = start_upload(&owner, "idle.csv", "text/csv").await;
+    let fresh = start_upload(&owner, "fresh.csv", "text/csv").await;
+    for id in [&idle, &fresh] {
+        put(&format!("/api/v1/media/uploads/{id}/parts/1"))
+            .token(&owner.access)
+            .raw(b"name,price\nmug,1\n", "application/octet-stream")
+            .send()
+            .await
+            .expect(200);
+    }
+    let s = server();
+    s.d1(&format!(
+        "UPDATE media_uploads SET updated_at = '2020-01-01T00:00:00.000Z' WHERE id = '{idle}'"
+    ));
+    get("/__scheduled?cron=*/5+*+*+*+*")
+        .send()
+        .await
+        .expect(200);
+    let status = |id: &str| {
+        s.d1(&format!(
+            "SELECT status FROM media_uploads WHERE id = '{id}'"
+        ))[0]["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while status(&idle) != "aborted" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle upload was not aborted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(status(&fresh), "open");
+    put(&format!("/api/v1/media/uploads/{idle}/parts/2"))
+        .token(&owner.access)
+        .raw(b"more", "application/octet-stream")
+        .send()
+        .await
+        .problem(409, "conflict");
+}
+
+#[tokio::test]
+async fn a_non_ascii_file_name_downloads_with_an_encoded_name() {
+    let owner = register().await;
+    let up = post("/api/v1/media?filename=prix%20%C3%A9t%C3%A9%20%E6%97%A5%E6%9C%AC.csv")
+        .token(&owner.access)
+        .raw(CSV, "text/csv")
+        .send()
+        .await
+        .expect(201);
+    assert_eq!(up.data()["filename"], "prix été 日本.csv");
+    let id = up.data()["id"].as_str().unwrap();
+    let down = get(&format!("/api/v1/media/{id}/download"))
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(
+        down.header("content-disposition"),
+        Some("inline; filename=\"prix _t_ __.csv\"; filename*=UTF-8''prix%20%C3%A9t%C3%A9%20%E6%97%A5%E6%9C%AC.csv")
+    );
+    assert_eq!(down.bytes, CSV);
+}
+
+#[tokio::test]
+async fn candidates_become_products_only_through_the_product_checks() {
+    let owner = register().await;
+    // A parser reads what the file says: a price beyond the catalogue's range included.
+    let list = "product,price\nGold bar,99999999999 EUR\nLinen napkin,4.50 EUR\n";
+    let up = post("/api/v1/media?filename=odd.csv")
+        .token(&owner.access)
+        .raw(list.as_bytes(), "text/csv")
+        .send()
+        .await
+        .expect(201);
+    let job = run_job(&owner, up.data()["id"].as_str().unwrap(), "extract_text").await;
+    let candidates = job["result"]["product_candidates"].as_array().unwrap();
+    let gold = candidates
+        .iter()
+        .position(|c| c["name"] == "Gold bar")
+        .expect("the gold bar is a candidate");
+    assert!(candidates[gold]["price"].as_i64().unwrap() > 1_000_000_000_000);
+    let r = post("/api/v1/products/from-candidates")
+        .token(&owner.access)
+        .json(json!({"job_id": job["id"], "candidates": [gold]}))
+        .send()
+        .await
+        .problem(422, "validation_failed");
+    assert_eq!(
+        r.body["errors"][0]["field"], "candidates[0].price",
+        "{}",
+        r.text
+    );
+    let listed = get("/api/v1/products")
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(200);
+    assert!(
+        listed.data().as_array().unwrap().is_empty(),
+        "nothing was made"
+    );
+}
