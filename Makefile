@@ -96,6 +96,7 @@ unit:
 
 integration:
 	cargo test --test api -- --test-threads 4
+	cargo test --test jobs
 
 ## browser: the served pages (/docs) in Debian's Chromium, against a worker of their own.
 browser:

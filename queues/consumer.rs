@@ -4,51 +4,146 @@
 
 use futures_util::future::join_all;
 use serde_json::json;
-use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, RawMessage};
+use wasm_bindgen::{JsCast, JsValue};
+use worker::{Env, MessageExt, QueueRetryOptionsBuilder, RawMessage};
 
 use crate::args;
 use crate::platform::config::Config;
 use crate::platform::db::Db;
 use crate::platform::error::{AppError, Result};
+use crate::platform::lease::Holder;
+use crate::platform::outbox::{self, Staged};
 use crate::platform::queue::{self, DeadLetter, Job, Outcome, CALLBACK_ATTEMPTS};
 use crate::platform::{bindings, clock, egress, ids};
 use crate::workflows::{callbacks, engine, execution};
 
-/// The `queue` entry point: dispatches on the queue the batch came from.
-pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()> {
-    let dlq = batch.queue() == bindings::DLQ_QUEUE;
-    let messages: Vec<RawMessage> = batch.raw_iter().collect();
-    let env = &env;
-    join_all(messages.into_iter().map(|m| async move {
-        let body = m.body().as_string().unwrap_or_default();
-        let result = if dlq {
-            record_dead_letter(env, &body).await.map(|()| Outcome::Ack)
-        } else {
-            handle_job(env, &m.id(), &body).await
+/// One delivered message: the runtime's handle (ack/retry), its body, and which delivery it
+/// is (the holder a lease names).
+struct Delivery {
+    raw: RawMessage,
+    body: String,
+    holder: Holder,
+    job: Option<Job>,
+}
+
+impl Delivery {
+    fn new(message: worker::worker_sys::Message) -> Delivery {
+        // `attempts` counts deliveries, from 1; `RawMessage` does not expose it.
+        let attempt = js_sys::Reflect::get(&message, &JsValue::from_str("attempts"))
+            .ok()
+            .and_then(|v| v.as_f64())
+            .map_or(1, |a| a.max(1.0) as u32);
+        let raw = RawMessage::from(message);
+        let body = raw.body().as_string().unwrap_or_default();
+        let holder = Holder {
+            message_id: raw.id(),
+            attempt,
         };
-        match result {
-            Ok(Outcome::Ack) => m.ack(),
-            Ok(Outcome::Retry(secs)) => m.retry_with_options(
-                &QueueRetryOptionsBuilder::new()
-                    .with_delay_seconds(secs)
-                    .build(),
-            ),
-            Err(e) => {
-                // Infrastructure trouble (D1, queue send): let the runtime redeliver, and after
-                // `max_retries` move the message to the dead-letter queue.
-                worker::console_error!(
-                    "{}",
-                    json!({"level": "error", "event": "queue.message_failed", "dlq": dlq, "error": e.to_string(), "body": body})
-                );
-                m.retry();
-            }
+        let job = serde_json::from_str(&body).ok();
+        Delivery {
+            raw,
+            body,
+            holder,
+            job,
         }
-    }))
-    .await;
+    }
+
+    fn media_job_id(&self) -> Option<&str> {
+        match &self.job {
+            Some(Job::Media { job_id }) => Some(job_id),
+            _ => None,
+        }
+    }
+}
+
+/// The `queue` entry point: dispatches on the queue the batch came from.
+///
+/// Each message is acked (or retried) the moment it is handled, so what is done stays done if
+/// the instance dies later in the batch. A Rust panic aborts the wasm instance and the runtime
+/// redelivers every message not yet acked, so the work that can crash (a media job's parser)
+/// runs after everything else in the batch, one job at a time, the jobs with fewer attempts
+/// first: a poison file never holds the other messages of its batch, and after a crash the
+/// innocent jobs of the redelivered batch run before the one that crashed.
+pub async fn consume(batch: worker::worker_sys::MessageBatch, env: Env) -> worker::Result<()> {
+    let queue: String = batch.queue().map_err(worker::Error::from)?.into();
+    let dlq = queue == bindings::DLQ_QUEUE;
+    let deliveries: Vec<Delivery> = batch
+        .messages()
+        .map_err(worker::Error::from)?
+        .iter()
+        .map(|m| Delivery::new(m.unchecked_into()))
+        .collect();
+    let env = &env;
+    let (media, rest): (Vec<Delivery>, Vec<Delivery>) = deliveries
+        .into_iter()
+        .partition(|d| !dlq && d.media_job_id().is_some());
+    join_all(rest.iter().map(|d| handle(env, d, dlq))).await;
+    for d in fewest_attempts_first(env, media).await {
+        handle(env, &d, false).await;
+    }
     Ok(())
 }
 
-async fn handle_job(env: &Env, message_id: &str, body: &str) -> Result<Outcome> {
+/// Media deliveries ordered by their job's attempts so far (a job that was running when the
+/// instance died has one more than the jobs that had not started).
+async fn fewest_attempts_first(env: &Env, mut media: Vec<Delivery>) -> Vec<Delivery> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        id: String,
+        attempts: i64,
+    }
+    if media.len() < 2 {
+        return media;
+    }
+    let ids: Vec<&str> = media.iter().filter_map(Delivery::media_job_id).collect();
+    let rows: Vec<Row> = match Db::from_env(env) {
+        Ok(db) => db
+            .all(
+                "SELECT id, attempts FROM jobs WHERE id IN (SELECT value FROM json_each(?1))",
+                &args![serde_json::to_string(&ids).unwrap_or_default()],
+            )
+            .await
+            .unwrap_or_default(),
+        Err(_) => vec![],
+    };
+    let attempts = |d: &Delivery| {
+        rows.iter()
+            .find(|r| Some(r.id.as_str()) == d.media_job_id())
+            .map_or(0, |r| r.attempts)
+    };
+    media.sort_by_key(|d| attempts(d));
+    media
+}
+
+async fn handle(env: &Env, d: &Delivery, dlq: bool) {
+    let result = if dlq {
+        record_dead_letter(env, &d.body)
+            .await
+            .map(|()| Outcome::Ack)
+    } else {
+        handle_job(env, &d.holder, &d.body).await
+    };
+    let m = &d.raw;
+    match result {
+        Ok(Outcome::Ack) => m.ack(),
+        Ok(Outcome::Retry(secs)) => m.retry_with_options(
+            &QueueRetryOptionsBuilder::new()
+                .with_delay_seconds(secs)
+                .build(),
+        ),
+        Err(e) => {
+            // Infrastructure trouble (D1, queue send): let the runtime redeliver, and after
+            // `max_retries` move the message to the dead-letter queue.
+            worker::console_error!(
+                "{}",
+                json!({"level": "error", "event": "queue.message_failed", "dlq": dlq, "error": e.to_string(), "body": d.body})
+            );
+            m.retry();
+        }
+    }
+}
+
+async fn handle_job(env: &Env, holder: &Holder, body: &str) -> Result<Outcome> {
     let job: Job = match serde_json::from_str(body) {
         Ok(j) => j,
         Err(e) => {
@@ -68,7 +163,7 @@ async fn handle_job(env: &Env, message_id: &str, body: &str) -> Result<Outcome> 
     let cfg = Config::cached(env)?;
     match &job {
         Job::Step { execution_id, step } => {
-            engine::run_step(env, &cfg, message_id, execution_id, *step).await
+            engine::run_step(env, &cfg, holder, execution_id, *step).await
         }
         Job::Callback {
             execution_id,
@@ -99,7 +194,7 @@ async fn handle_job(env: &Env, message_id: &str, body: &str) -> Result<Outcome> 
             Ok(Outcome::Ack)
         }
         Job::Send { message_id } => crate::messaging::outbound::send(env, &cfg, message_id).await,
-        Job::Media { job_id } => crate::media::runner::run(env, &cfg, job_id).await,
+        Job::Media { job_id } => crate::media::runner::run(env, &cfg, holder, job_id).await,
         Job::Sweep => {
             crate::maintenance::sweep(env).await?;
             Ok(Outcome::Ack)
@@ -119,7 +214,8 @@ async fn record_dead_letter(env: &Env, body: &str) -> Result<()> {
         Err(_) => match serde_json::from_str::<Job>(body) {
             Ok(j) => (
                 Some(j),
-                "delivery kept failing; the queue gave up".to_string(),
+                "delivery kept failing (the handler erred or the worker crashed); the queue gave up"
+                    .to_string(),
                 0,
             ),
             Err(_) => (None, "unreadable message".to_string(), 0),
@@ -142,11 +238,16 @@ async fn record_dead_letter(env: &Env, body: &str) -> Result<()> {
     if let Some(Job::Step { execution_id, .. }) = &job {
         let now = clock::rfc3339(clock::now_ms());
         let db = Db::from_env(env)?;
+        let callback = Staged::job(
+            &Job::callback(execution_id, "execution.failed"),
+            0,
+            clock::now_ms(),
+        )?;
         if execution::dead_letter(&db, execution_id, &error, &now)?
-            .run(&db)
+            .run_then(&db, vec![], vec![callback.insert_if_applied(&db)?])
             .await?
         {
-            queue::enqueue(env, &Job::callback(execution_id, "execution.failed"), 0).await?;
+            outbox::send_now(env, &*Config::cached(env)?, &db, &[callback]).await;
         }
     }
     Ok(())

@@ -17,6 +17,34 @@ ROWS = [
 ]
 
 
+def pdf_file(content, resources):
+    """A one-page PDF with this content stream and page `/Resources` dictionary."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources " + resources + b" >>",
+        b"<< /Length " + str(len(content)).encode() + b" >>\nstream\n" + content + b"\nendstream",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for n, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{n} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    for off in offsets:
+        out += f"{off:010d} 00000 n \n".encode()
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+def poison_pdf():
+    """The page selects font /F1 but its /Resources are empty: pdf-extract panics on it (a
+    Rust panic aborts the wasm instance), which the jobs Worker must survive."""
+    return pdf_file(b"BT /F1 12 Tf 72 720 Td (Hello) Tj ET", b"<< >>")
+
+
 def pdf():
     lines = ["BT /F1 12 Tf 72 740 Td 16 TL"]
     for i, row in enumerate(ROWS):
@@ -57,6 +85,8 @@ def main():
     os.makedirs(HERE, exist_ok=True)
     with open(os.path.join(HERE, "price-list.pdf"), "wb") as f:
         f.write(pdf())
+    with open(os.path.join(HERE, "poison.pdf"), "wb") as f:
+        f.write(poison_pdf())
     with open(os.path.join(HERE, "price-list.csv"), "w", encoding="utf-8") as f:
         f.write("product,price\nLinen napkin,€ 4,50\nOak board,19,90 €\n")
     with open(os.path.join(HERE, "label.png"), "wb") as f:

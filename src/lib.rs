@@ -82,12 +82,31 @@ async fn scheduled(
     }
 }
 
+/// The queue entry, written out instead of `#[event(queue)]` (which it mirrors): the consumer
+/// needs each message's delivery `attempts`, which `worker::RawMessage` does not expose, to
+/// name the holder of a lease (see `platform::lease`).
 #[cfg(feature = "jobs")]
-#[event(queue)]
-async fn queue(
-    batch: worker::MessageBatch<String>,
-    env: worker::Env,
-    _ctx: worker::Context,
-) -> worker::Result<()> {
-    consumer::consume(batch, env).await
+mod queue_entry {
+    use worker::wasm_bindgen::prelude::wasm_bindgen;
+    use worker::wasm_bindgen::JsValue;
+
+    #[wasm_bindgen(
+        wasm_bindgen = ::worker::wasm_bindgen,
+        wasm_bindgen_futures = ::worker::wasm_bindgen_futures,
+        js_sys = ::worker::js_sys
+    )]
+    pub async fn queue(
+        batch: ::worker::worker_sys::MessageBatch,
+        env: ::worker::Env,
+        _ctx: ::worker::worker_sys::Context,
+    ) -> Result<JsValue, JsValue> {
+        std::panic::AssertUnwindSafe(async move {
+            if let Err(e) = crate::consumer::consume(batch, env).await {
+                worker::console_error!("{e}");
+                return Err(JsValue::from_str(&e.to_string()));
+            }
+            Ok(JsValue::UNDEFINED)
+        })
+        .await
+    }
 }

@@ -1,13 +1,15 @@
 //! Periodic clean-up run by the cron trigger: expired idempotency records, ended sessions and
-//! their refresh tokens, request-log rows past retention, executions past their timeout, and
-//! multipart uploads idle for a day.
+//! their refresh tokens, request-log rows past retention, executions past their timeout, media
+//! jobs whose lease expired with no live holder, multipart uploads idle for a day, and outbox
+//! rows whose direct send did not happen.
 
 use worker::Env;
 
 use crate::args;
-use crate::platform::clock;
+use crate::platform::config::Config;
 use crate::platform::db::Db;
 use crate::platform::error::Result;
+use crate::platform::{clock, outbox};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 const API_LOG_RETENTION_DAYS: i64 = 30;
@@ -32,11 +34,19 @@ pub async fn sweep(env: &Env) -> Result<()> {
             )?,
         ])
         .await?;
-    let timed_out = crate::workflows::fail_timed_out(env, now).await?;
+    let cfg = Config::cached(env)?;
+    let timed_out = crate::workflows::fail_timed_out(env, &cfg, now).await?;
+    #[cfg(feature = "jobs")]
+    let (jobs_requeued, jobs_failed) = crate::media::runner::sweep_expired(env, &cfg, now).await?;
+    #[cfg(not(feature = "jobs"))]
+    let (jobs_requeued, jobs_failed) = (0, 0);
     let uploads_aborted = crate::media::uploads::abort_idle(env, &db, now).await?;
+    // Last, so what the moves above wrote and could not send goes out on the next run at the
+    // latest (they are younger than the outbox's grace).
+    let outbox_sent = outbox::flush(env, &db, now).await?;
     worker::console_log!(
         "{}",
-        serde_json::json!({"level": "info", "event": "sweep", "idempotency": counts[0], "refresh_tokens": counts[1], "api_logs": counts[2], "executions_timed_out": timed_out, "uploads_aborted": uploads_aborted})
+        serde_json::json!({"level": "info", "event": "sweep", "idempotency": counts[0], "refresh_tokens": counts[1], "api_logs": counts[2], "executions_timed_out": timed_out, "jobs_requeued": jobs_requeued, "jobs_failed": jobs_failed, "uploads_aborted": uploads_aborted, "outbox_sent": outbox_sent})
     );
     Ok(())
 }

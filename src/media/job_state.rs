@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use crate::args;
 use crate::platform::db::{Arg, Db};
 use crate::platform::error::Result;
+use crate::platform::lease::{self, Holder};
 use crate::platform::state::{sql_list, Guarded};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -81,7 +82,7 @@ impl fmt::Display for JobStatus {
 /// What happens to a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
-    /// A delivery takes the job's lease (a redelivery after an expired lease claims it again).
+    /// A delivery takes the job's lease (see `platform::lease`) and counts an attempt.
     Claimed,
     /// The extraction produced its result.
     Succeeded,
@@ -89,6 +90,11 @@ pub enum Event {
     Retrying,
     /// A permanent failure, or a transient one on the last attempt.
     Failed,
+    /// Every attempt was claimed and none recorded an outcome: the worker crashed or stopped
+    /// under it each time. It is not run again.
+    Abandoned,
+    /// The sweep found its lease expired with attempts left: freed, and the job queued again.
+    Released,
     /// The queue gave up on its message.
     DeadLettered,
 }
@@ -99,8 +105,8 @@ impl Event {
         match self {
             Event::Claimed => (&[Pending, Processing], Processing),
             Event::Succeeded => (&[Processing], Completed),
-            Event::Retrying => (&[Processing], Processing),
-            Event::Failed => (&[Processing], Failed),
+            Event::Retrying | Event::Released => (&[Processing], Processing),
+            Event::Failed | Event::Abandoned => (&[Processing], Failed),
             Event::DeadLettered => (&[Pending, Processing], Failed),
         }
     }
@@ -146,46 +152,134 @@ fn update(db: &Db, event: Event, sets: &str, extra: &str, args: &[Arg]) -> Resul
     Ok(Guarded(db.stmt(&sql, args)?))
 }
 
-/// Takes the job's lease until `lease_until_ms` unless a live one is held.
-pub fn claim(db: &Db, id: &str, now: &str, now_ms: i64, lease_until_ms: i64) -> Result<Guarded> {
+/// Attempts a job gets: claims, each counted before the work runs.
+pub const MAX_ATTEMPTS: i64 = 3;
+
+/// The delivery `holder` still holds the job: only it records the outcome. `?4`, `?5`.
+const HELD: &str = " AND lease_id = ?4 AND lease_attempt = ?5";
+
+/// `holder` takes the lease until `lease_until_ms` and counts attempt `attempts + 1`, if the
+/// job still has `attempts` claims (what the caller read), attempts are left, and the lease
+/// is free, expired or its own earlier attempt's (`lease::may_take`).
+pub fn claim(
+    db: &Db,
+    id: &str,
+    holder: &Holder,
+    attempts: i64,
+    now: &str,
+    now_ms: i64,
+    lease_until_ms: i64,
+) -> Result<Guarded> {
     update(
         db,
         Event::Claimed,
-        "progress = 10, started_at = COALESCE(started_at, ?2), lease_until = ?3, updated_at = ?2",
-        " AND (lease_until IS NULL OR lease_until < ?4)",
-        &args![id, now, lease_until_ms, now_ms],
+        &format!(
+            "progress = 10, attempts = attempts + 1, started_at = COALESCE(started_at, ?2), {}, \
+             updated_at = ?2",
+            lease::sql_hold(3, 4, 5)
+        ),
+        &format!(
+            " AND attempts = ?6 AND attempts < ?7 AND {}",
+            lease::sql_may_take(3, 4, 8)
+        ),
+        &args![
+            id,
+            now,
+            holder.message_id.as_str(),
+            holder.attempt,
+            lease_until_ms,
+            attempts,
+            MAX_ATTEMPTS,
+            now_ms
+        ],
     )
 }
 
-pub fn succeed(db: &Db, id: &str, attempt: i64, result: &str, now: &str) -> Result<Guarded> {
+pub fn succeed(db: &Db, id: &str, holder: &Holder, result: &str, now: &str) -> Result<Guarded> {
     update(
         db,
         Event::Succeeded,
-        "progress = 100, attempts = ?2, result = ?3, error = NULL, lease_until = NULL, \
-         completed_at = ?4, updated_at = ?4",
-        "",
-        &args![id, attempt, result, now],
+        &format!(
+            "progress = 100, result = ?2, error = NULL, {}, completed_at = ?3, updated_at = ?3",
+            lease::SQL_RELEASE
+        ),
+        HELD,
+        &args![id, result, now, holder.message_id.as_str(), holder.attempt],
     )
 }
 
 /// Keeps the attempt's error (shown while it waits) and frees the lease for the retry.
-pub fn retry(db: &Db, id: &str, attempt: i64, error: &str, now: &str) -> Result<Guarded> {
+pub fn retry(db: &Db, id: &str, holder: &Holder, error: &str, now: &str) -> Result<Guarded> {
     update(
         db,
         Event::Retrying,
-        "attempts = ?2, error = ?3, lease_until = NULL, updated_at = ?4",
-        "",
-        &args![id, attempt, error, now],
+        &format!("error = ?2, {}, updated_at = ?3", lease::SQL_RELEASE),
+        HELD,
+        &args![id, error, now, holder.message_id.as_str(), holder.attempt],
     )
 }
 
-pub fn fail(db: &Db, id: &str, attempt: i64, error: &str, now: &str) -> Result<Guarded> {
+pub fn fail(db: &Db, id: &str, holder: &Holder, error: &str, now: &str) -> Result<Guarded> {
     update(
         db,
         Event::Failed,
-        "attempts = ?2, error = ?3, lease_until = NULL, completed_at = ?4, updated_at = ?4",
-        "",
-        &args![id, attempt, error, now],
+        &format!(
+            "error = ?2, {}, completed_at = ?3, updated_at = ?3",
+            lease::SQL_RELEASE
+        ),
+        HELD,
+        &args![id, error, now, holder.message_id.as_str(), holder.attempt],
+    )
+}
+
+/// Fails a job whose attempts are all spent and whose last holder is gone: `claimant` may take
+/// its lease (a redelivery of the crashed attempt's message, or `Holder::nobody()` once the
+/// lease expired).
+pub fn abandon(
+    db: &Db,
+    id: &str,
+    claimant: &Holder,
+    reason: &str,
+    now: &str,
+    now_ms: i64,
+) -> Result<Guarded> {
+    update(
+        db,
+        Event::Abandoned,
+        &format!(
+            "error = ?2, {}, completed_at = ?3, updated_at = ?3",
+            lease::SQL_RELEASE
+        ),
+        &format!(" AND attempts >= ?7 AND {}", lease::sql_may_take(4, 5, 6)),
+        &args![
+            id,
+            reason,
+            now,
+            claimant.message_id.as_str(),
+            claimant.attempt,
+            now_ms,
+            MAX_ATTEMPTS
+        ],
+    )
+}
+
+/// The sweep's move for a job whose lease expired with attempts left: frees it so the message
+/// the sweep queues with it (an outbox row in the same batch) can claim it.
+pub fn release(db: &Db, id: &str, now: &str, now_ms: i64) -> Result<Guarded> {
+    update(
+        db,
+        Event::Released,
+        &format!("{}, updated_at = ?2", lease::SQL_RELEASE),
+        " AND attempts < ?4 AND lease_until <= ?3",
+        &args![id, now, now_ms, MAX_ATTEMPTS],
+    )
+}
+
+/// Why an abandoned job failed.
+pub fn abandoned_reason(attempts: i64) -> String {
+    format!(
+        "the worker crashed or stopped while processing this file ({attempts} attempts, none \
+         finished); it is not run again"
     )
 }
 
@@ -204,11 +298,13 @@ pub fn dead_letter(db: &Db, id: &str, error: &str, now: &str) -> Result<Guarded>
 mod tests {
     use super::*;
 
-    const EVENTS: [Event; 5] = [
+    const EVENTS: [Event; 7] = [
         Event::Claimed,
         Event::Succeeded,
         Event::Retrying,
         Event::Failed,
+        Event::Abandoned,
+        Event::Released,
         Event::DeadLettered,
     ];
 
@@ -216,8 +312,8 @@ mod tests {
         match (s, e) {
             (Pending | Processing, Event::Claimed) => Some(Processing),
             (Processing, Event::Succeeded) => Some(Completed),
-            (Processing, Event::Retrying) => Some(Processing),
-            (Processing, Event::Failed) => Some(Failed),
+            (Processing, Event::Retrying | Event::Released) => Some(Processing),
+            (Processing, Event::Failed | Event::Abandoned) => Some(Failed),
             (Pending | Processing, Event::DeadLettered) => Some(Failed),
             _ => None,
         }

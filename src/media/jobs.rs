@@ -18,7 +18,8 @@ use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
 use crate::platform::db::{Arg, Db, Filter};
 use crate::platform::error::{AppError, Result};
 use crate::platform::ids;
-use crate::platform::queue::{self, Job};
+use crate::platform::outbox::{self, Staged};
+use crate::platform::queue::Job;
 
 const LIST_QUERY: [QueryDoc; 5] = [
     PAGING[0],
@@ -162,6 +163,8 @@ async fn process(cx: Ctx) -> Result<Reply> {
     }
     let id = ids::new_id("job");
     let now = cx.now();
+    // Its message is an outbox row of the same batch: a failed send is made by the sweep.
+    let message = Staged::job(&Job::Media { job_id: id.clone() }, 0, cx.now_ms)?;
     db.batch(vec![
         db.stmt(
             "INSERT INTO jobs (id, tenant_id, media_id, kind, status, created_by, created_at, updated_at) \
@@ -180,9 +183,10 @@ async fn process(cx: Ctx) -> Result<Reply> {
             .target("job", id.as_str())
             .meta(json!({"media_id": media.id, "kind": kind}))
             .stmt(&db)?,
+        message.insert(&db)?,
     ])
     .await?;
-    queue::enqueue(&cx.env, &Job::Media { job_id: id.clone() }, 0).await?;
+    outbox::send_now(&cx.env, &cx.config, &db, &[message]).await;
     Reply::accepted(
         &find(&db, tenant_id, &id).await?,
         format!("/api/v1/jobs/{id}"),

@@ -10,7 +10,7 @@ use serde_json::Value;
 use worker::{Env, Headers, Method, Request, RequestInit};
 
 use super::candidates;
-use super::job_state::{self, Event, JobKind, JobStatus};
+use super::job_state::{self, Event, JobKind, JobStatus, MAX_ATTEMPTS};
 use super::jobs::JobResult;
 use crate::args;
 use crate::platform::clock;
@@ -18,9 +18,10 @@ use crate::platform::config::Config;
 use crate::platform::db::Db;
 use crate::platform::egress::{backoff_secs, fetch_text};
 use crate::platform::error::Result;
-use crate::platform::queue::{self, DeadLetter, Job, Outcome};
-
-const MAX_ATTEMPTS: i64 = 3;
+use crate::platform::lease::{self, Holder, Lease};
+use crate::platform::outbox::{self, Staged};
+use crate::platform::queue::{DeadLetter, Job, Outcome};
+use crate::platform::state::Guarded;
 
 /// Why a run failed, and whether another attempt could help.
 enum Failure {
@@ -104,8 +105,13 @@ async fn extract(
     })
 }
 
-/// The queue consumer's work for one job.
-pub async fn run(env: &Env, cfg: &Config, job_id: &str) -> Result<Outcome> {
+/// The queue consumer's work for one job, for one delivery (`holder`) of its message.
+///
+/// The attempt is counted on the row when the job is claimed, before the file is read: in
+/// wasm a panic in the parser aborts the whole instance (nothing can catch it), so a job that
+/// crashed the worker on every attempt is failed here, without running it again, when its
+/// message comes back.
+pub async fn run(env: &Env, cfg: &Config, holder: &Holder, job_id: &str) -> Result<Outcome> {
     #[derive(Deserialize)]
     struct Row {
         kind: JobKind,
@@ -113,11 +119,15 @@ pub async fn run(env: &Env, cfg: &Config, job_id: &str) -> Result<Outcome> {
         attempts: i64,
         content_type: String,
         r2_key: String,
+        lease_id: Option<String>,
+        lease_attempt: Option<i64>,
+        lease_until: Option<i64>,
     }
     let db = Db::from_env(env)?;
     let Some(job) = db
         .one::<Row>(
-            "SELECT jobs.kind, jobs.status, jobs.attempts, media.content_type, media.r2_key \
+            "SELECT jobs.kind, jobs.status, jobs.attempts, media.content_type, media.r2_key, \
+             jobs.lease_id, jobs.lease_attempt, jobs.lease_until \
              FROM jobs JOIN media ON media.id = jobs.media_id WHERE jobs.id = ?1",
             &args![job_id],
         )
@@ -131,9 +141,29 @@ pub async fn run(env: &Env, cfg: &Config, job_id: &str) -> Result<Outcome> {
     }
     let now_ms = clock::now_ms();
     let now = clock::rfc3339(now_ms);
-    let claimed = job_state::claim(&db, job_id, &now, now_ms, now_ms + 180_000)?
-        .run(&db)
-        .await?;
+    let lease = Lease::from_row(job.lease_id.as_deref(), job.lease_attempt, job.lease_until);
+    if !lease::may_take(lease, holder, now_ms) {
+        // Another live delivery runs it; if that one dies, its own redelivery takes over, and
+        // failing that the sweep does once the lease expires.
+        return Ok(Outcome::Ack);
+    }
+    if job.attempts >= MAX_ATTEMPTS {
+        let reason = job_state::abandoned_reason(job.attempts);
+        let abandon = job_state::abandon(&db, job_id, holder, &reason, &now, now_ms)?;
+        end_with_dead_letter(env, cfg, &db, abandon, job_id, reason, job.attempts).await?;
+        return Ok(Outcome::Ack);
+    }
+    let claimed = job_state::claim(
+        &db,
+        job_id,
+        holder,
+        job.attempts,
+        &now,
+        now_ms,
+        now_ms + LEASE_MS,
+    )?
+    .run(&db)
+    .await?;
     if !claimed {
         return Ok(Outcome::Ack);
     }
@@ -143,39 +173,96 @@ pub async fn run(env: &Env, cfg: &Config, job_id: &str) -> Result<Outcome> {
     match outcome {
         Ok(result) => {
             let result = serde_json::to_string(&result)?;
-            job_state::succeed(&db, job_id, attempt, &result, &done)?
+            job_state::succeed(&db, job_id, holder, &result, &done)?
                 .run(&db)
                 .await?;
             Ok(Outcome::Ack)
         }
         Err(Failure::Transient(error)) if attempt < MAX_ATTEMPTS => {
-            job_state::retry(&db, job_id, attempt, &error, &done)?
+            job_state::retry(&db, job_id, holder, &error, &done)?
                 .run(&db)
                 .await?;
             Ok(Outcome::Retry(backoff_secs(attempt)))
         }
         Err(Failure::Transient(error) | Failure::Permanent(error)) => {
-            let failed = job_state::fail(&db, job_id, attempt, &error, &done)?
-                .run(&db)
-                .await?;
-            if !failed {
-                // The dead-letter consumer or another delivery ended it meanwhile.
-                return Ok(Outcome::Ack);
-            }
-            queue::dead_letter(
-                env,
-                &DeadLetter {
-                    job: Job::Media {
-                        job_id: job_id.to_string(),
-                    },
-                    error,
-                    attempts: attempt,
-                },
-            )
-            .await?;
+            let fail = job_state::fail(&db, job_id, holder, &error, &done)?;
+            end_with_dead_letter(env, cfg, &db, fail, job_id, error, attempt).await?;
             Ok(Outcome::Ack)
         }
     }
+}
+
+/// How long a claim holds a job: the OCR call's 60 s timeout and the read, with room.
+const LEASE_MS: i64 = 180_000;
+
+/// Runs a move that ends the job failed and, if it applied, the job's dead letter with it (an
+/// outbox row in the same batch, sent now or by the sweep).
+async fn end_with_dead_letter(
+    env: &Env,
+    cfg: &Config,
+    db: &Db,
+    ending: Guarded,
+    job_id: &str,
+    error: String,
+    attempts: i64,
+) -> Result<()> {
+    let letter = DeadLetter {
+        job: Job::Media {
+            job_id: job_id.to_string(),
+        },
+        error,
+        attempts,
+    };
+    let staged = Staged::dead_letter(&letter, clock::now_ms())?;
+    // Not applied: the dead-letter consumer or another delivery ended it meanwhile.
+    if ending
+        .run_then(db, vec![], vec![staged.insert_if_applied(db)?])
+        .await?
+    {
+        outbox::send_now(env, cfg, db, &[staged]).await;
+    }
+    Ok(())
+}
+
+/// The sweep: a job still `processing` past its lease has no live holder (its delivery died
+/// and no redelivery came). With attempts left it is freed and queued again (through the
+/// outbox); with none it fails with the reason and a dead letter. Returns (requeued, failed).
+pub async fn sweep_expired(env: &Env, cfg: &Config, now_ms: i64) -> Result<(usize, usize)> {
+    #[derive(Deserialize)]
+    struct Expired {
+        id: String,
+        attempts: i64,
+    }
+    let db = Db::from_env(env)?;
+    let now = clock::rfc3339(now_ms);
+    let rows: Vec<Expired> = db
+        .all(
+            "SELECT id, attempts FROM jobs WHERE status = ?1 AND lease_until <= ?2 LIMIT 100",
+            &args![JobStatus::Processing.as_str(), now_ms],
+        )
+        .await?;
+    let (mut requeued, mut failed) = (0, 0);
+    for r in rows {
+        if r.attempts >= MAX_ATTEMPTS {
+            let reason = job_state::abandoned_reason(r.attempts);
+            let abandon = job_state::abandon(&db, &r.id, &Holder::nobody(), &reason, &now, now_ms)?;
+            end_with_dead_letter(env, cfg, &db, abandon, &r.id, reason, r.attempts).await?;
+            failed += 1;
+        } else {
+            let job = Job::Media {
+                job_id: r.id.clone(),
+            };
+            let staged = Staged::job(&job, 0, now_ms)?;
+            if job_state::release(&db, &r.id, &now, now_ms)?
+                .run_then(&db, vec![], vec![staged.insert_if_applied(&db)?])
+                .await?
+            {
+                outbox::send_now(env, cfg, &db, &[staged]).await;
+                requeued += 1;
+            }
+        }
+    }
+    Ok((requeued, failed))
 }
 
 /// Used by the DLQ consumer: a job the runtime gave up on is failed, not left running.
@@ -212,6 +299,15 @@ mod tests {
             "{text}"
         );
         assert_eq!(found[2].sku.as_deref(), Some("CRK-004"));
+    }
+
+    /// The poison fixture really panics the extractor (in wasm that aborts the instance, so
+    /// the consumer must not re-run it forever: see `run`).
+    #[test]
+    #[should_panic]
+    fn the_poison_pdf_panics_pdf_extract() {
+        let pdf = include_bytes!("../../tests/fixtures/poison.pdf");
+        let _ = pdf_extract::extract_text_from_mem_by_pages(pdf);
     }
 
     /// `make dev` seeds the shop tenant with a finished job on this same PDF; its stored result

@@ -39,6 +39,10 @@ pub struct Config {
     pub storage_quota_override: Option<u64>,
     /// The OCR service (`POST` image bytes → `{text, confidence, pages}`).
     pub ocr_api_url: Option<String>,
+    /// A test knob (`TEST_SKIP_DIRECT_SENDS`, job kinds such as `step,callback`): the sends
+    /// made right after a commit are skipped for these kinds, as if the worker had died
+    /// between the commit and the send. Unset (the default and production): none skipped.
+    pub skip_direct_sends: Vec<String>,
 }
 
 /// Rate-limit budgets: per-plan requests per minute for the general API.
@@ -203,7 +207,17 @@ impl Config {
                 Some(_) => Some(num(env, "STORAGE_QUOTA_BYTES", 0)?),
             },
             ocr_api_url: var(env, "OCR_API_URL"),
+            skip_direct_sends: parse_origins(
+                &var(env, "TEST_SKIP_DIRECT_SENDS").unwrap_or_default(),
+            ),
         })
+    }
+}
+
+impl Config {
+    /// Whether the direct send of a `kind` job after a commit is skipped (test knob).
+    pub fn skips_direct_send(&self, kind: &str) -> bool {
+        self.skip_direct_sends.iter().any(|k| k == kind)
     }
 }
 

@@ -9,6 +9,8 @@ pub mod db;
 pub mod egress;
 pub mod error;
 pub mod ids;
+pub mod lease;
+pub mod outbox;
 pub mod paging;
 pub mod plan;
 pub mod queue;

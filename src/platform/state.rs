@@ -35,6 +35,22 @@ impl Guarded {
         let changes = db.batch(with).await?;
         Ok(changes.last().is_some_and(|c| *c > 0))
     }
+
+    /// Runs `before`, the update, then `after` in one transaction; whether the update applied.
+    /// `after` holds what exists only if the move happened (outbox rows written with
+    /// `Staged::insert_if_applied`, which check `changes()` of the statement before them).
+    pub async fn run_then(
+        self,
+        db: &Db,
+        mut before: Vec<D1PreparedStatement>,
+        after: Vec<D1PreparedStatement>,
+    ) -> Result<bool> {
+        let at = before.len();
+        before.push(self.0);
+        before.extend(after);
+        let changes = db.batch(before).await?;
+        Ok(changes.get(at).is_some_and(|c| *c > 0))
+    }
 }
 
 #[cfg(test)]

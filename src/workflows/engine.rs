@@ -21,7 +21,9 @@ use crate::platform::config::Config;
 use crate::platform::db::Db;
 use crate::platform::egress::{backoff_secs, fetch_text};
 use crate::platform::error::{AppError, Result};
-use crate::platform::queue::{self, DeadLetter, Job, Outcome};
+use crate::platform::lease::{self, Holder, Lease};
+use crate::platform::outbox::{self, Staged};
+use crate::platform::queue::{DeadLetter, Job, Outcome};
 use crate::settings::secrets;
 
 /// Whether a delivery of step `step` should run it.
@@ -34,11 +36,10 @@ pub enum Plan {
 pub struct Snapshot<'a> {
     pub status: ExecutionStatus,
     pub next_step: i64,
-    pub lease_id: Option<&'a str>,
-    pub lease_until: Option<i64>,
+    pub lease: Option<Lease<'a>>,
 }
 
-pub fn plan(s: &Snapshot, step: i64, message_id: &str, now_ms: i64) -> Plan {
+pub fn plan(s: &Snapshot, step: i64, holder: &Holder, now_ms: i64) -> Plan {
     if !s.status.is_live() {
         return Plan::Skip("the execution has ended");
     }
@@ -48,11 +49,10 @@ pub fn plan(s: &Snapshot, step: i64, message_id: &str, now_ms: i64) -> Plan {
     if step > s.next_step {
         return Plan::Skip("an earlier step is not done yet");
     }
-    match (s.lease_id, s.lease_until) {
-        (Some(holder), Some(until)) if holder != message_id && until > now_ms => {
-            Plan::Skip("another delivery is running this step")
-        }
-        _ => Plan::Run,
+    if lease::may_take(s.lease, holder, now_ms) {
+        Plan::Run
+    } else {
+        Plan::Skip("another delivery is running this step")
     }
 }
 
@@ -74,6 +74,7 @@ struct RunRow {
     step_outputs: String,
     input_data: String,
     lease_id: Option<String>,
+    lease_attempt: Option<i64>,
     lease_until: Option<i64>,
     step_attempts: i64,
 }
@@ -81,15 +82,16 @@ struct RunRow {
 pub async fn run_step(
     env: &Env,
     cfg: &Config,
-    message_id: &str,
+    holder: &Holder,
     execution_id: &str,
     step: i64,
 ) -> Result<Outcome> {
+    let message_id = holder.message_id.as_str();
     let db = Db::from_env(env)?;
     let Some(row) = db
         .one::<RunRow>(
             "SELECT e.tenant_id, e.status, e.config, e.step_count, e.next_step, e.step_outputs, \
-             e.input_data, e.lease_id, e.lease_until, \
+             e.input_data, e.lease_id, e.lease_attempt, e.lease_until, \
              (SELECT COUNT(*) FROM step_runs s WHERE s.execution_id = e.id AND s.step_index = ?2) \
              AS step_attempts FROM executions e WHERE e.id = ?1",
             &args![execution_id, step],
@@ -103,10 +105,9 @@ pub async fn run_step(
     let snapshot = Snapshot {
         status: row.status,
         next_step: row.next_step,
-        lease_id: row.lease_id.as_deref(),
-        lease_until: row.lease_until,
+        lease: Lease::from_row(row.lease_id.as_deref(), row.lease_attempt, row.lease_until),
     };
-    if let Plan::Skip(why) = plan(&snapshot, step, message_id, now_ms) {
+    if let Plan::Skip(why) = plan(&snapshot, step, holder, now_ms) {
         log(execution_id, step, "skipped", why);
         return Ok(Outcome::Ack);
     }
@@ -127,7 +128,7 @@ pub async fn run_step(
         &db,
         execution_id,
         step,
-        message_id,
+        holder,
         &now,
         now_ms,
         now_ms + lease_secs * 1000,
@@ -198,27 +199,34 @@ pub async fn run_step(
                     &ended,
                 )?
             };
-            if !update.run_with(&db, vec![record]).await? {
+            // The next message (the next step, or the completion callback) is an outbox row
+            // of the same commit: it exists if and only if the step's result does.
+            let execution_id = execution_id.to_string();
+            let (next, delay) = if last {
+                (Job::callback(&execution_id, "execution.completed"), 0)
+            } else {
+                let step = step + 1;
+                let job = Job::Step {
+                    execution_id: execution_id.clone(),
+                    step,
+                };
+                (job, done.delay_next_secs)
+            };
+            let next = Staged::job(&next, delay, ended_ms)?;
+            if !update
+                .run_then(&db, vec![record], vec![next.insert_if_applied(&db)?])
+                .await?
+            {
                 log(
-                    execution_id,
+                    &execution_id,
                     step,
                     "discarded",
                     "the execution ended while the step ran",
                 );
                 return Ok(Outcome::Ack);
             }
-            log(execution_id, step, "succeeded", def.name());
-            let execution_id = execution_id.to_string();
-            if last {
-                queue::enqueue(env, &Job::callback(&execution_id, "execution.completed"), 0)
-                    .await?;
-            } else {
-                let next = Job::Step {
-                    execution_id,
-                    step: step + 1,
-                };
-                queue::enqueue(env, &next, done.delay_next_secs).await?;
-            }
+            log(&execution_id, step, "succeeded", def.name());
+            outbox::send_now(env, cfg, &db, &[next]).await;
             Ok(Outcome::Ack)
         }
         Err(error) => {
@@ -233,7 +241,32 @@ pub async fn run_step(
             } else {
                 execution::step_failed(&db, execution_id, step, message_id, &reason, &ended)?
             };
-            let applied = update.run_with(&db, vec![record]).await?;
+            // The last attempt's dead letter and failure callback are committed with it.
+            let ends = if final_attempt {
+                let letter = DeadLetter {
+                    job: Job::Step {
+                        execution_id: execution_id.to_string(),
+                        step,
+                    },
+                    error: message.clone(),
+                    attempts: attempt,
+                };
+                vec![
+                    Staged::dead_letter(&letter, ended_ms)?,
+                    Staged::job(
+                        &Job::callback(execution_id, "execution.failed"),
+                        0,
+                        ended_ms,
+                    )?,
+                ]
+            } else {
+                vec![]
+            };
+            let rows = ends
+                .iter()
+                .map(|s| s.insert_if_applied(&db))
+                .collect::<Result<Vec<_>>>()?;
+            let applied = update.run_then(&db, vec![record], rows).await?;
             log(execution_id, step, "failed", &message);
             if !applied {
                 return Ok(Outcome::Ack);
@@ -241,20 +274,7 @@ pub async fn run_step(
             if !final_attempt {
                 return Ok(Outcome::Retry(backoff_secs(attempt)));
             }
-            let job = Job::Step {
-                execution_id: execution_id.to_string(),
-                step,
-            };
-            queue::dead_letter(
-                env,
-                &DeadLetter {
-                    job,
-                    error: message,
-                    attempts: attempt,
-                },
-            )
-            .await?;
-            queue::enqueue(env, &Job::callback(execution_id, "execution.failed"), 0).await?;
+            outbox::send_now(env, cfg, &db, &ends).await;
             Ok(Outcome::Ack)
         }
     }
@@ -379,38 +399,53 @@ mod tests {
         Snapshot {
             status,
             next_step: next,
-            lease_id: lease.map(|l| l.0),
-            lease_until: lease.map(|l| l.1),
+            lease: lease.map(|(m, until_ms)| Lease {
+                message_id: m,
+                attempt: 1,
+                until_ms,
+            }),
+        }
+    }
+
+    fn m(message_id: &str, attempt: u32) -> Holder {
+        Holder {
+            message_id: message_id.into(),
+            attempt,
         }
     }
 
     #[test]
     fn a_redelivered_or_stale_message_is_skipped() {
         assert_eq!(
-            plan(&snap("processing", 2, None), 1, "m", 0),
+            plan(&snap("processing", 2, None), 1, &m("m", 1), 0),
             Plan::Skip("the step is already done (redelivery)")
         );
         assert!(matches!(
-            plan(&snap("completed", 3, None), 2, "m", 0),
+            plan(&snap("completed", 3, None), 2, &m("m", 1), 0),
             Plan::Skip(_)
         ));
         assert!(matches!(
-            plan(&snap("cancelled", 0, None), 0, "m", 0),
+            plan(&snap("cancelled", 0, None), 0, &m("m", 1), 0),
             Plan::Skip(_)
         ));
         assert!(matches!(
-            plan(&snap("pending", 0, None), 1, "m", 0),
+            plan(&snap("pending", 0, None), 1, &m("m", 1), 0),
             Plan::Skip(_)
         ));
-        assert_eq!(plan(&snap("pending", 0, None), 0, "m", 0), Plan::Run);
+        assert_eq!(plan(&snap("pending", 0, None), 0, &m("m", 1), 0), Plan::Run);
     }
 
     #[test]
-    fn a_live_lease_of_another_delivery_blocks_but_an_expired_or_own_one_does_not() {
+    fn a_live_lease_of_another_delivery_blocks_but_an_expired_or_own_dead_one_does_not() {
         let leased = snap("processing", 1, Some(("other", 1_000)));
-        assert!(matches!(plan(&leased, 1, "m", 999), Plan::Skip(_)));
-        assert_eq!(plan(&leased, 1, "m", 1_001), Plan::Run);
-        assert_eq!(plan(&leased, 1, "other", 999), Plan::Run);
+        assert!(matches!(plan(&leased, 1, &m("m", 1), 999), Plan::Skip(_)));
+        assert_eq!(plan(&leased, 1, &m("m", 1), 1_001), Plan::Run);
+        // The same message again: a later attempt takes over, a duplicate of the live one not.
+        assert_eq!(plan(&leased, 1, &m("other", 2), 999), Plan::Run);
+        assert!(matches!(
+            plan(&leased, 1, &m("other", 1), 999),
+            Plan::Skip(_)
+        ));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use crate::args;
 use crate::platform::db::{Arg, Db};
 use crate::platform::error::Result;
+use crate::platform::lease::{self, Holder};
 use crate::platform::state::{sql_list, Guarded};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -164,17 +165,18 @@ fn ended(n: u8) -> String {
     )
 }
 
-/// The step delivery `holder` still owns step `step`; a cancel or timeout while it ran (or
+/// The step delivery `holder` (its message id; an earlier attempt of the same message is dead
+/// by the time the queue redelivers it) still owns step `step`; a cancel or timeout while it ran (or
 /// another delivery's claim) makes its commit a no-op.
 const HELD: &str = " AND next_step = ?2 AND lease_id = ?3";
 
-/// Takes the lease on step `step` for `holder` until `lease_until_ms`, unless another delivery
-/// holds a live one.
+/// Takes the lease on step `step` for `holder` until `lease_until_ms`, if `lease::may_take`
+/// allows it (free, expired, or held by this message's own earlier, dead attempt).
 pub fn claim(
     db: &Db,
     id: &str,
     step: i64,
-    holder: &str,
+    holder: &Holder,
     now: &str,
     now_ms: i64,
     lease_until_ms: i64,
@@ -182,9 +184,20 @@ pub fn claim(
     update(
         db,
         Event::Claimed,
-        "started_at = COALESCE(started_at, ?4), lease_id = ?3, lease_until = ?5, updated_at = ?4",
-        " AND next_step = ?2 AND (lease_id IS NULL OR lease_id = ?3 OR lease_until < ?6)",
-        &args![id, step, holder, now, lease_until_ms, now_ms],
+        &format!(
+            "started_at = COALESCE(started_at, ?4), {}, updated_at = ?4",
+            lease::sql_hold(3, 7, 5)
+        ),
+        &format!(" AND next_step = ?2 AND {}", lease::sql_may_take(3, 7, 6)),
+        &args![
+            id,
+            step,
+            holder.message_id.as_str(),
+            now,
+            lease_until_ms,
+            now_ms,
+            holder.attempt
+        ],
     )
 }
 

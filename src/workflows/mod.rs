@@ -22,6 +22,7 @@ use crate::http::pagination::PAGING;
 use crate::http::reply::Reply;
 use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
 use crate::platform::error::{AppError, Result};
+use crate::platform::outbox::{self, Staged};
 use crate::platform::plan::Plan;
 use crate::platform::queue::{self, Job};
 use crate::platform::state::sql_list;
@@ -412,13 +413,16 @@ async fn execution(cx: Ctx) -> Result<Reply> {
 async fn cancel(cx: Ctx) -> Result<Reply> {
     let db = cx.db()?;
     let e = db::get_execution(&db, cx.scope()?, cx.param("id")).await?;
+    // The cancel callback is an outbox row of the cancel itself.
+    let callback = Staged::job(&Job::callback(&e.id, "execution.cancelled"), 0, cx.now_ms)?;
     let cancelled = execution::cancel(&db, &e.tenant_id, &e.id, &cx.now())?
-        .run_with(
+        .run_then(
             &db,
             vec![audit::entry(&cx, "execution.cancelled")
                 .tenant(e.tenant_id.as_str())
                 .target("execution", e.id.as_str())
                 .stmt(&db)?],
+            vec![callback.insert_if_applied(&db)?],
         )
         .await?;
     if !cancelled {
@@ -428,7 +432,7 @@ async fn cancel(cx: Ctx) -> Result<Reply> {
             names(Event::Cancelled.from_states()).join(" or ")
         )));
     }
-    queue::enqueue(&cx.env, &Job::callback(&e.id, "execution.cancelled"), 0).await?;
+    outbox::send_now(&cx.env, &cx.config, &db, &[callback]).await;
     Reply::ok(&db::get_execution(&db, None, &e.id).await?)
 }
 
@@ -460,7 +464,11 @@ async fn requeue(cx: Ctx) -> Result<Reply> {
 }
 
 /// The cron sweep: fails executions still running past their workflow's timeout.
-pub async fn fail_timed_out(env: &worker::Env, now_ms: i64) -> Result<usize> {
+pub async fn fail_timed_out(
+    env: &worker::Env,
+    cfg: &crate::platform::config::Config,
+    now_ms: i64,
+) -> Result<usize> {
     #[derive(serde::Deserialize)]
     struct Stuck {
         id: String,
@@ -478,9 +486,13 @@ pub async fn fail_timed_out(env: &worker::Env, now_ms: i64) -> Result<usize> {
         .await?;
     let mut failed = 0;
     for s in stuck {
-        if execution::time_out(&db, &s.id, &now)?.run(&db).await? {
+        let callback = Staged::job(&Job::callback(&s.id, "execution.failed"), 0, now_ms)?;
+        if execution::time_out(&db, &s.id, &now)?
+            .run_then(&db, vec![], vec![callback.insert_if_applied(&db)?])
+            .await?
+        {
             failed += 1;
-            queue::enqueue(env, &Job::callback(&s.id, "execution.failed"), 0).await?;
+            outbox::send_now(env, cfg, &db, &[callback]).await;
         }
     }
     Ok(failed)

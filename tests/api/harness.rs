@@ -103,8 +103,9 @@ fn start() -> Server {
          ADMIN_PASSWORD=\"{admin_password}\"\nDEMO_PASSWORD=\"{demo_password}\"\n\
          ALLOWED_ORIGINS=\"https://app.example.com\"\nGRAPH_API_BASE=\"{mock}\"\n\
          SEND_RATE_PER_SEC=\"2\"\nOCR_API_URL=\"{mock}/ocr\"\nMEDIA_MAX_BYTES=\"6291456\"\nMEDIA_MAX_BYTES_STARTER=\"7340032\"\nUPLOAD_MAX_REQUEST_BYTES=\"1048576\"\n\
-         STORAGE_QUOTA_BYTES=\"12582912\"\n",
-        random_hex(32)
+         STORAGE_QUOTA_BYTES=\"12582912\"\n{}",
+        random_hex(32),
+        crate::EXTRA_VARS
     );
     std::fs::write(dir.join(".dev.vars"), vars).expect("write .dev.vars");
 
@@ -173,7 +174,7 @@ fn start() -> Server {
 
     let port = free_port();
     // Kept outside the temp dir so it survives the run for post-mortems.
-    let log = root.join("target/wrangler-test.log");
+    let log = root.join(format!("target/wrangler-test{}.log", crate::LOG_SUFFIX));
     // The wrapper puts wrangler (and its workerd) in its own process group and ends the group
     // when this test process goes away, however it ends.
     let script = format!(

@@ -1,6 +1,11 @@
 //! Integration tests: the real worker under `wrangler dev` (local D1, R2, queues, Durable
 //! Objects), started once by the harness with fresh state. Each test makes its own tenant.
 
+/// More `.dev.vars` lines for this binary's worker (the `jobs` binary sets test knobs).
+pub const EXTRA_VARS: &str = "";
+/// Its log: `target/wrangler-test{LOG_SUFFIX}.log`.
+pub const LOG_SUFFIX: &str = "";
+
 mod client;
 mod harness;
 

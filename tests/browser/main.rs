@@ -2,6 +2,10 @@
 //! the real worker the integration harness starts. Each `*.test.mjs` file here is one page's
 //! suite, run by Node's built-in test runner.
 
+/// The harness's knobs (see tests/api/main.rs): none here but the log's name.
+pub const EXTRA_VARS: &str = "";
+pub const LOG_SUFFIX: &str = "-browser";
+
 #[path = "../api/harness.rs"]
 #[allow(dead_code)]
 mod harness;
