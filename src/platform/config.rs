@@ -38,6 +38,8 @@ pub struct Config {
     pub storage_quota_override: Option<u64>,
     /// The OCR service (`POST` image bytes → `{text, confidence, pages}`).
     pub ocr_api_url: Option<String>,
+    /// Where outbound calls may go (`EGRESS_ALLOW`, `API_BASE_URL`).
+    pub egress: crate::platform::egress::Policy,
 }
 
 /// Rate-limit budgets. Per-plan requests per minute for the general API; the auth budget
@@ -177,6 +179,11 @@ impl Config {
                 Some(_) => Some(num(env, "STORAGE_QUOTA_BYTES", 0)?),
             },
             ocr_api_url: var(env, "OCR_API_URL"),
+            egress: crate::platform::egress::Policy::new(
+                &var(env, "EGRESS_ALLOW").unwrap_or_default(),
+                var(env, "API_BASE_URL").as_deref(),
+            )
+            .map_err(|e| AppError::Internal(format!("config: {e}")))?,
         })
     }
 }

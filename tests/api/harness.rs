@@ -99,7 +99,7 @@ fn start() -> Server {
          ADMIN_PASSWORD=\"{admin_password}\"\nDEMO_PASSWORD=\"{demo_password}\"\n\
          ALLOWED_ORIGINS=\"https://app.example.com\"\nGRAPH_API_BASE=\"{mock}\"\n\
          SEND_RATE_PER_SEC=\"2\"\nOCR_API_URL=\"{mock}/ocr\"\nMEDIA_MAX_BYTES=\"6291456\"\nMEDIA_MAX_BYTES_STARTER=\"7340032\"\nUPLOAD_MAX_REQUEST_BYTES=\"1048576\"\n\
-         STORAGE_QUOTA_BYTES=\"12582912\"\n",
+         STORAGE_QUOTA_BYTES=\"12582912\"\nEGRESS_ALLOW=\"127.0.0.1:{mock_port}\"\n",
         random_hex(32)
     );
     std::fs::write(dir.join(".dev.vars"), vars).expect("write .dev.vars");
