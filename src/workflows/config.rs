@@ -42,9 +42,11 @@ pub struct WorkflowConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Step {
-    /// Calls an external API. URL, header values and body are templates; `{{secrets.NAME}}`
-    /// is resolved from the tenant's secret store at run time. A 2xx answer is success; its
-    /// JSON (or `{"text": …}`) is the step output, narrowed by `output` when given.
+    /// Calls an external API. The URL's path and query, header values and body are templates
+    /// (the scheme, host and port are written out, and must be a destination the egress
+    /// policy allows); `{{secrets.NAME}}` is resolved from the tenant's secret store at run
+    /// time and redacted from what is stored. A 2xx answer is success (redirects are not
+    /// followed); its JSON (or `{"text": …}`) is the step output, narrowed by `output` when given.
     Http {
         name: String,
         /// GET, POST, PUT, PATCH or DELETE (default POST when there is a body, else GET).
