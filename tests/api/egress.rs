@@ -329,6 +329,126 @@ async fn only_the_platform_admin_reprices_a_workflow_it_made_for_a_client() {
     assert_eq!(w.data()["revenue_per_execution"], 3.0);
 }
 
+/// Runs SQL against the worker's local D1 file directly: how a row saved before the egress
+/// policy existed (or under a looser one) is simulated.
+fn sql_on_local_d1(sql: &str, args: &[&str]) {
+    let script = r#"
+import glob, os, sqlite3, sys
+files = [f for f in glob.glob(os.path.join(sys.argv[1], "v3", "d1", "**", "*.sqlite"), recursive=True)
+         if "metadata" not in os.path.basename(f)]
+done = 0
+for f in files:
+    db = sqlite3.connect(f, timeout=10)
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'workflows'").fetchone():
+        done += db.execute(sys.argv[2], sys.argv[3:]).rowcount
+        db.commit()
+    db.close()
+print(done)
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&server().state)
+        .arg(sql)
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "1",
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_stored_step_url_the_policy_refuses_is_refused_again_when_sent() {
+    let owner = register().await;
+    let key = unique();
+    let wf = deployed(
+        &owner,
+        json!([{"name": "call", "kind": "http", "url": mock_url(&format!("/echo/{key}"))}]),
+    )
+    .await;
+    // The same mock under a name EGRESS_ALLOW does not list, as if saved before the policy.
+    let config = json!({"steps": [{"name": "call", "kind": "http",
+        "url": format!("http://localhost:{}/echo/{key}", mock_port())}]});
+    sql_on_local_d1(
+        "UPDATE workflows SET config = ? WHERE id = ?",
+        &[&config.to_string(), &wf],
+    );
+    let id = execute(&owner, &wf, json!({})).await;
+    let e = wait_for(&owner, &id, 40, ended).await;
+    assert_eq!(e["status"], "failed", "{e}");
+    let error = e["error_message"].as_str().unwrap();
+    assert!(error.contains("localhost"), "{e}");
+    assert!(
+        mock_calls(&key).await.is_empty(),
+        "the refused URL was called"
+    );
+}
+
+#[tokio::test]
+async fn a_stored_callback_url_the_policy_refuses_is_refused_again_when_sent() {
+    let owner = register().await;
+    let key = unique();
+    patch("/api/v1/settings")
+        .token(&owner.access)
+        .json(json!({ "callback_url": mock_url(&format!("/hook/{key}")) }))
+        .send()
+        .await
+        .expect(200);
+    sql_on_local_d1(
+        "UPDATE tenant_settings SET callback_url = ? WHERE tenant_id = ?",
+        &[
+            &format!("http://localhost:{}/hook/{key}", mock_port()),
+            &owner.tenant_id,
+        ],
+    );
+    let wf = deployed(
+        &owner,
+        json!([{"name": "t", "kind": "transform", "template": {}}]),
+    )
+    .await;
+    let id = execute(&owner, &wf, json!({})).await;
+    let admin = admin().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let r = get(&format!(
+            "/api/v1/admin/errors?source=dead_letter&tenant_id={}",
+            owner.tenant_id
+        ))
+        .token(&admin.access)
+        .send()
+        .await
+        .expect(200);
+        if let Some(d) = r
+            .data()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["execution_id"] == id.as_str())
+        {
+            assert_eq!(d["kind"], "callback");
+            let error = d["error"].as_str().unwrap();
+            assert!(
+                error.contains("egress policy") && error.contains("localhost"),
+                "{d}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dead letter for the refused callback"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert!(
+        mock_calls(&key).await.is_empty(),
+        "the refused callback was sent"
+    );
+}
+
 async fn put_secret(owner: &Session, name: &str, value: &str) {
     put(&format!("/api/v1/secrets/{name}"))
         .token(&owner.access)

@@ -16,6 +16,8 @@ pub struct Server {
     pub jwt_secret: String,
     /// The mock upstream (scripts/mock_upstream.py): workflow steps and callbacks call it.
     pub mock: String,
+    /// The worker's `--persist-to` directory (local D1 lives under it).
+    pub state: PathBuf,
     _child: Child,
     _mock: Child,
 }
@@ -204,6 +206,7 @@ fn start() -> Server {
         demo_password,
         jwt_secret,
         mock,
+        state: state.clone(),
         _child: child,
         _mock: mock_child,
     }
