@@ -15,6 +15,7 @@ import argparse
 import os
 import re
 import secrets
+import urllib.parse
 
 parser = argparse.ArgumentParser()
 parser.add_argument("path", nargs="?", default=".dev.vars")
@@ -31,6 +32,9 @@ defaults = {
     # Local stand-ins for the outside services (edit to use the real ones).
     "GRAPH_API_BASE": lambda: args.mock_url,
     "OCR_API_URL": lambda: args.mock_url + "/ocr",
+    # The mock's host:port is the one internal destination outbound calls (workflow steps,
+    # callbacks, the Graph API, OCR) may reach, over plain http; production leaves it empty.
+    "EGRESS_ALLOW": lambda: urllib.parse.urlsplit(args.mock_url).netloc,
 }
 
 existing = set()

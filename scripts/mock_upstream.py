@@ -8,10 +8,11 @@ Provider API (what the demo workflows call):
   POST /v1/chat/completions    {messages, model?}       -> {"choices": [{"message": {"content"}}], "usage"}
 
 Test behaviours (KEY is any string; calls are recorded under it):
-  ANY  /echo/KEY               -> 200 {"method", "path", "received": <json body>, "headers", "call"}
+  ANY  /echo/KEY[?status=N]    -> 200 (or N) {"method", "path", "received": <json body>, "headers", "call"}
   ANY  /flaky/KEY/N            -> 500 for the first N calls, then 200 {"ok": true, "call"}
   ANY  /fail/KEY               -> 500 {"error": "upstream failure"} always
   ANY  /hook/KEY               -> 200, a callback receiver
+  ANY  /redirect/KEY?to=URL    -> 302 to URL (a step must not follow it)
   GET  /_calls/KEY             -> {"calls": [{"method", "path", "headers", "body", "at"}]}
 
 OCR service (OCR_API_URL points at /ocr; calls recorded under "ocr"):
@@ -27,6 +28,7 @@ import hashlib
 import json
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CALLS = {}
@@ -80,10 +82,19 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 calls = list(CALLS.get(parts[1], []))
             return self.reply(200, {"calls": calls})
+        if len(parts) >= 2 and parts[0] == "redirect":
+            record(parts[1], entry)
+            to = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("to", ["/"])[0]
+            self.send_response(302)
+            self.send_header("Location", to)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         if len(parts) >= 2 and parts[0] in ("echo", "flaky", "fail", "hook"):
             n = record(parts[1], entry)
             if parts[0] == "echo":
-                return self.reply(200, {"method": self.command, "path": self.path, "received": body,
+                status = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("status", ["200"])[0]
+                return self.reply(int(status) if status.isdigit() else 200, {"method": self.command, "path": self.path, "received": body,
                                         "headers": entry["headers"], "call": n})
             if parts[0] == "flaky":
                 failures = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 1

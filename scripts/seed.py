@@ -320,11 +320,12 @@ def workflow_sql(provider, now):
     for i, (wid, name, desc, price, cost, steps) in enumerate(workflows):
         config = json.dumps({"timeout_seconds": 1800, "steps": steps})
         out.append(
+            # The agency's priced workflows for its client: managed (pricing is the agency's).
             "INSERT INTO workflows (id, tenant_id, name, description, status, config, cost_per_execution, "
-            "revenue_per_execution, created_at, updated_at, deployed_at) VALUES "
+            "revenue_per_execution, created_at, updated_at, deployed_at, managed) VALUES "
             f"({q(wid)}, {q(tenant)}, {q(name)}, {q(desc)}, 'deployed', {q(config)}, {q(float(cost))}, "
-            f"{q(float(price))}, {q(iso(base - datetime.timedelta(days=60, minutes=i)))}, {q(now)}, {q(now)}) "
-            "ON CONFLICT(id) DO UPDATE SET config = excluded.config;"
+            f"{q(float(price))}, {q(iso(base - datetime.timedelta(days=60, minutes=i)))}, {q(now)}, {q(now)}, 1) "
+            "ON CONFLICT(id) DO UPDATE SET config = excluded.config, managed = 1;"
         )
     # Past executions of the first workflow, one or more in every state. The running ones have
     # no queue message behind them: the timeout sweep fails them half an hour later, as it

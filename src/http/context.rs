@@ -111,6 +111,12 @@ impl Ctx {
         parse_json(&self.body)
     }
 
+    /// Where URLs saved by this request may point: the deployment's egress policy, also
+    /// refusing the host this request came in on.
+    pub fn egress(&self) -> crate::platform::egress::Policy {
+        self.config.egress.with_own_url(&self.origin)
+    }
+
     pub fn db(&self) -> Result<Db> {
         Db::from_env(&self.env)
     }

@@ -77,7 +77,7 @@ async fn extract(
                 .with_body(Some(js_sys::Uint8Array::from(data.as_slice()).into()));
             let request = Request::new_with_init(&url, &init)
                 .map_err(|e| Failure::Permanent(format!("OCR_API_URL: {e}")))?;
-            let (status, body) = fetch_text(request, Duration::from_secs(60))
+            let (status, body) = fetch_text(&cfg.egress, request, Duration::from_secs(60))
                 .await
                 .map_err(|e| Failure::Transient(format!("the OCR service: {e}")))?;
             if !(200..300).contains(&status) {

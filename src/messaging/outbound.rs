@@ -368,6 +368,7 @@ pub async fn send(env: &Env, cfg: &Config, message_id: &str) -> Result<Outcome> 
     let attempt = m.attempts + 1;
     let now = clock::rfc3339(clock::now_ms());
     let (status, text) = match fetch_text(
+        &cfg.egress,
         Request::new_with_init(&url, &init)?,
         Duration::from_secs(20),
     )

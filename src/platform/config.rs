@@ -43,6 +43,8 @@ pub struct Config {
     /// made right after a commit are skipped for these kinds, as if the worker had died
     /// between the commit and the send. Unset (the default and production): none skipped.
     pub skip_direct_sends: Vec<String>,
+    /// Where outbound calls may go (`EGRESS_ALLOW`, `API_BASE_URL`).
+    pub egress: crate::platform::egress::Policy,
 }
 
 /// Rate-limit budgets: per-plan requests per minute for the general API.
@@ -210,6 +212,11 @@ impl Config {
             skip_direct_sends: parse_origins(
                 &var(env, "TEST_SKIP_DIRECT_SENDS").unwrap_or_default(),
             ),
+            egress: crate::platform::egress::Policy::new(
+                &var(env, "EGRESS_ALLOW").unwrap_or_default(),
+                var(env, "API_BASE_URL").as_deref(),
+            )
+            .map_err(|e| AppError::Internal(format!("config: {e}")))?,
         })
     }
 }

@@ -15,4 +15,5 @@ pub mod paging;
 pub mod plan;
 pub mod queue;
 pub mod ratelimit;
+pub mod redact;
 pub mod state;

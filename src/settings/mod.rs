@@ -17,6 +17,7 @@ use crate::http::router::{Access, Route};
 use crate::platform::config::Config;
 use crate::platform::crypto;
 use crate::platform::db::Db;
+use crate::platform::egress::Policy;
 use crate::platform::error::{AppError, Result};
 
 pub fn routes() -> Vec<Route> {
@@ -61,7 +62,8 @@ pub struct Settings {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSettings {
-    /// An http(s) URL, or null to stop callbacks.
+    /// An https URL the egress policy allows (no internal address, no credentials; see the
+    /// README), or null to stop callbacks.
     #[serde(default, deserialize_with = "json::double_option")]
     #[schema(value_type = Option<String>)]
     pub callback_url: Option<Option<String>>,
@@ -146,19 +148,13 @@ pub async fn callback_target(
     Ok(Some(CallbackTarget { url, secret }))
 }
 
-pub fn callback_url(value: &str) -> std::result::Result<String, String> {
+/// A callback URL as stored: an https URL (without credentials) that `egress` allows.
+pub fn callback_url(value: &str, egress: &Policy) -> std::result::Result<String, String> {
     let v = value.trim();
-    let rest = v
-        .strip_prefix("https://")
-        .or_else(|| v.strip_prefix("http://"))
-        .ok_or("must be an http:// or https:// URL")?;
     if v.len() > 2000 {
         return Err("must be at most 2000 characters".into());
     }
-    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if host.is_empty() || host.contains(char::is_whitespace) || host.contains('@') {
-        return Err("must name a host, without credentials".into());
-    }
+    egress.check_str(v)?;
     Ok(v.to_string())
 }
 
@@ -184,7 +180,9 @@ async fn update(cx: Ctx) -> Result<Reply> {
     let body: UpdateSettings = cx.json()?;
     let mut checks = Checks::new();
     let callback = match &body.callback_url {
-        Some(Some(u)) => checks.take("callback_url", callback_url(u)).map(Some),
+        Some(Some(u)) => checks
+            .take("callback_url", callback_url(u, &cx.egress()))
+            .map(Some),
         Some(None) => Some(None),
         None => None,
     };
@@ -266,15 +264,22 @@ mod tests {
 
     #[test]
     fn callback_urls_and_origins_are_checked() {
-        assert!(callback_url("https://hooks.example.com/tenantry").is_ok());
-        assert!(callback_url("http://127.0.0.1:9000/cb").is_ok());
+        let egress = Policy::new("127.0.0.1:9000", Some("https://api.tenantry.test")).unwrap();
+        let check = |u: &str| callback_url(u, &egress);
+        assert!(check("https://hooks.example.com/tenantry").is_ok());
+        assert!(check("http://127.0.0.1:9000/cb").is_ok());
         for bad in [
             "ftp://x",
             "https://",
             "https://user:pw@x.com",
             "example.com",
+            "http://hooks.example.com/",
+            "https://127.0.0.1/cb",
+            "https://169.254.169.254/",
+            "https://localhost:9000/",
+            "https://api.tenantry.test/api/v1/health",
         ] {
-            assert!(callback_url(bad).is_err(), "{bad}");
+            assert!(check(bad).is_err(), "{bad}");
         }
         assert_eq!(
             origin("https://app.example.com/").unwrap(),

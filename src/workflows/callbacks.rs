@@ -73,7 +73,7 @@ pub async fn deliver(
         .with_headers(headers)
         .with_body(Some(body.into()));
     let request = Request::new_with_init(&target.url, &init).map_err(|e| e.to_string())?;
-    let (status, _) = fetch_text(request, TIMEOUT).await?;
+    let (status, _) = fetch_text(&cfg.egress, request, TIMEOUT).await?;
     if (200..300).contains(&status) {
         Ok(())
     } else {

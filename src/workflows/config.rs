@@ -9,6 +9,8 @@ use utoipa::ToSchema;
 
 use super::template::{self, Ref};
 use crate::http::json::Checks;
+use crate::platform::egress::Policy;
+use worker::Url;
 
 pub const DEFAULT_TIMEOUT_SECS: u32 = 1800;
 pub const MAX_STEPS: usize = 20;
@@ -40,9 +42,11 @@ pub struct WorkflowConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Step {
-    /// Calls an external API. URL, header values and body are templates; `{{secrets.NAME}}`
-    /// is resolved from the tenant's secret store at run time. A 2xx answer is success; its
-    /// JSON (or `{"text": …}`) is the step output, narrowed by `output` when given.
+    /// Calls an external API. The URL's path and query, header values and body are templates
+    /// (the scheme, host and port are written out, and must be a destination the egress
+    /// policy allows); `{{secrets.NAME}}` is resolved from the tenant's secret store at run
+    /// time and redacted from what is stored. A 2xx answer is success (redirects are not
+    /// followed); its JSON (or `{"text": …}`) is the step output, narrowed by `output` when given.
     Http {
         name: String,
         /// GET, POST, PUT, PATCH or DELETE (default POST when there is a body, else GET).
@@ -104,7 +108,8 @@ impl WorkflowConfig {
     }
 
     /// Every rule a saved config must meet; errors name the field (`config.steps[1].url`).
-    pub fn check(&self, checks: &mut Checks) {
+    /// Step URLs must be destinations `egress` allows.
+    pub fn check(&self, egress: &Policy, checks: &mut Checks) {
         if let Some(t) = self.timeout_seconds {
             if !(5..=86_400).contains(&t) {
                 checks.add("config.timeout_seconds", "must be between 5 and 86400");
@@ -147,7 +152,7 @@ impl WorkflowConfig {
                     } else if m == "GET" && body.is_some() {
                         checks.add(&at("body"), "a GET request has no body");
                     }
-                    check_url(url, &earlier, &at("url"), checks);
+                    check_url(url, egress, &earlier, &at("url"), checks);
                     for (k, v) in headers {
                         if !valid_header_name(k) {
                             checks.add(&at(&format!("headers.{k}")), "is not a valid header name");
@@ -250,19 +255,74 @@ fn valid_header_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
 }
 
-fn check_url(url: &str, earlier: &[&str], field: &str, checks: &mut Checks) {
+/// The origin (scheme, host, port) of an `http` step's URL template. It must be written out:
+/// only what follows it (path, query) may use templates, so neither the input nor an earlier
+/// step's output (nor a secret) decides where a request, and the secrets in it, go.
+pub fn url_origin(url: &str) -> Result<Url, String> {
+    let url = url.trim();
+    let written = "the scheme, host and port must be written out: only the path and query may use {{…}} templates";
+    let Some(sep) = url.find("://") else {
+        return Err("must be an https:// URL".into());
+    };
+    let template = url.find("{{").unwrap_or(url.len());
+    let authority = &url[sep + 3..];
+    // Where the URL standard ends the host of an http(s) URL.
+    let end = sep
+        + 3
+        + authority
+            .find(['/', '\\', '?', '#'])
+            .unwrap_or(authority.len());
+    if template < end {
+        return Err(written.into());
+    }
+    let origin = Url::parse(&url[..end]).map_err(|e| format!("is not a valid URL ({e})"))?;
+    if !matches!(origin.scheme(), "https" | "http") {
+        return Err("must be an https:// URL".into());
+    }
+    Ok(origin)
+}
+
+/// The URL an `http` step calls, once its template is rendered: it must keep the origin the
+/// step wrote out (see `url_origin`) and be a destination `egress` allows.
+pub fn rendered_url(template: &str, rendered: &str, egress: &Policy) -> Result<Url, String> {
+    let origin = url_origin(template)?;
+    let url = Url::parse(rendered.trim()).map_err(|e| format!("does not render to a URL ({e})"))?;
+    if url.origin() != origin.origin() {
+        return Err(
+            "changed its origin (scheme, host or port) when its template was filled in".into(),
+        );
+    }
+    egress.check(&url)?;
+    Ok(url)
+}
+
+fn check_url(url: &str, egress: &Policy, earlier: &[&str], field: &str, checks: &mut Checks) {
     let trimmed = url.trim();
     if trimmed.is_empty() {
         checks.add(field, "is required");
         return;
     }
-    // A URL may start with a template (`{{secrets.API_BASE}}/v1`); then only run time can tell.
-    let scheme_ok = ["{{", "https://", "http://"]
-        .iter()
-        .any(|p| trimmed.starts_with(p));
-    if !scheme_ok {
-        checks.add(field, "must be an http:// or https:// URL");
+    if trimmed.len() > 2000 {
+        checks.add(field, "must be at most 2000 characters");
         return;
+    }
+    match url_origin(trimmed) {
+        Ok(origin) => {
+            if let Err(why) = egress.check(&origin) {
+                checks.add(field, why);
+                return;
+            }
+        }
+        Err(why) => {
+            checks.add(field, why);
+            return;
+        }
+    }
+    if !trimmed.contains("{{") {
+        if let Err(why) = egress.check_str(trimmed) {
+            checks.add(field, why);
+            return;
+        }
     }
     check_refs(
         template::string_references(trimmed),
@@ -313,6 +373,10 @@ mod tests {
     use crate::platform::error::AppError;
     use serde_json::json;
 
+    fn test_policy() -> Policy {
+        Policy::new("127.0.0.1:8790", Some("https://api.tenantry.test")).unwrap()
+    }
+
     fn errors(config: Value) -> Vec<(String, String)> {
         let cfg: WorkflowConfig = match parse_json(config.to_string().as_bytes()) {
             Ok(c) => c,
@@ -322,7 +386,7 @@ mod tests {
             Err(e) => panic!("unexpected {e:?}"),
         };
         let mut checks = Checks::new();
-        cfg.check(&mut checks);
+        cfg.check(&test_policy(), &mut checks);
         match checks.finish() {
             Ok(()) => vec![],
             Err(AppError::Validation(e)) => e.into_iter().map(|f| (f.field, f.message)).collect(),
@@ -403,7 +467,7 @@ mod tests {
     #[test]
     fn secrets_of_a_step_are_listed_once() {
         let cfg: WorkflowConfig = serde_json::from_value(json!({"steps": [
-            {"name": "a", "kind": "http", "url": "{{secrets.BASE}}/v1",
+            {"name": "a", "kind": "http", "url": "https://api.example.com/v1?k={{secrets.BASE}}",
              "headers": {"Authorization": "Bearer {{secrets.KEY}}"}, "body": {"k": "{{secrets.KEY}}"}}
         ]}))
         .unwrap();
@@ -411,5 +475,119 @@ mod tests {
             WorkflowConfig::secrets_of(&cfg.steps[0]),
             vec!["BASE".to_string(), "KEY".to_string()]
         );
+    }
+
+    fn url_errors(url: &str) -> Vec<String> {
+        errors(json!({"steps": [{"name": "a", "kind": "http", "url": url}]}))
+            .into_iter()
+            .map(|(f, m)| {
+                assert_eq!(f, "config.steps[0].url");
+                m
+            })
+            .collect()
+    }
+
+    #[test]
+    fn step_urls_must_be_allowed_destinations() {
+        for url in [
+            "https://api.example.com/v1/{{input.path}}?q={{input.q}}",
+            "https://api.example.com:8443?x={{secrets.K}}",
+            "https://api.example.com#{{input.x}}",
+            "http://127.0.0.1:8790/echo/{{input.key}}",
+        ] {
+            assert_eq!(url_errors(url), Vec::<String>::new(), "{url}");
+        }
+        for url in [
+            "http://api.example.com/v1",
+            "https://127.0.0.1/",
+            "https://2130706433/",
+            "https://0x7f.1/x/{{input.y}}",
+            "https://169.254.169.254/latest/meta-data",
+            "https://[::ffff:127.0.0.1]/",
+            "https://[fd00:ec2::254]/",
+            "https://localhost/",
+            "https://svc.localhost/",
+            "https://user:pass@api.example.com/",
+            "https://api.tenantry.test/api/v1/users",
+            "http://127.0.0.1:8791/",
+            "https:///api.example.com/{{input.x}}",
+        ] {
+            assert_eq!(url_errors(url).len(), 1, "{url} should be refused");
+        }
+    }
+
+    #[test]
+    fn a_step_url_origin_may_not_be_templated() {
+        for url in [
+            "{{secrets.API_BASE}}/v1",
+            "https://{{input.host}}/v1",
+            "https://api.example.com{{input.path}}",
+            "https://api.example.com.{{input.tld}}/x",
+            "https://api.example.com:{{input.port}}/x",
+            "https://{{steps.a.output.user}}@api.example.com/",
+            "{{input.scheme}}://api.example.com/",
+            "https://api.example.com\n{{input.x}}",
+        ] {
+            let e = url_errors(url);
+            assert_eq!(e.len(), 1, "{url}: {e:?}");
+            assert!(
+                e[0].contains("written out") || e[0].contains("https://"),
+                "{url}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rendered_url_keeps_the_written_origin() {
+        let p = test_policy();
+        let ok = rendered_url(
+            "https://api.example.com/v1/{{input.p}}",
+            "https://api.example.com/v1/cats?x=1",
+            &p,
+        )
+        .unwrap();
+        assert_eq!(ok.host_str(), Some("api.example.com"));
+        // What a path template could do to the host if the origin were not fixed: each is
+        // refused at run time even if such a template got past saving.
+        for (template, rendered) in [
+            (
+                "https://api.example.com/{{input.p}}",
+                "https://api.example.com.evil.test/",
+            ),
+            (
+                "https://api.example.com/{{input.p}}",
+                "https://api.example.com@evil.test/",
+            ),
+            ("https://api.example.com/{{input.p}}", "https://evil.test/"),
+            (
+                "https://api.example.com/{{input.p}}",
+                "http://api.example.com/",
+            ),
+            (
+                "https://api.example.com/{{input.p}}",
+                "https://api.example.com:444/",
+            ),
+            ("https://{{input.h}}/", "https://127.0.0.1/"),
+        ] {
+            assert!(
+                rendered_url(template, rendered, &p).is_err(),
+                "{template} -> {rendered}"
+            );
+        }
+        // A backslash or `@` after the host is part of the path, so the host stays.
+        let u = rendered_url(
+            "https://api.example.com/{{input.p}}",
+            "https://api.example.com/\\@evil.test/",
+            &p,
+        )
+        .unwrap();
+        assert_eq!(u.host_str(), Some("api.example.com"));
+        // An allowed origin written out, refused when the policy no longer allows it.
+        assert!(rendered_url(
+            "http://127.0.0.1:8790/{{input.p}}",
+            "http://127.0.0.1:8790/x",
+            &Policy::default()
+        )
+        .is_err());
     }
 }

@@ -17,7 +17,7 @@ pub type Scope<'a> = Option<&'a str>;
 
 const WORKFLOW_COLUMNS: &str = "workflows.id, workflows.tenant_id, workflows.name, \
      workflows.description, workflows.status, workflows.config, workflows.cost_per_execution, \
-     workflows.revenue_per_execution, workflows.created_at, workflows.updated_at, workflows.deployed_at";
+     workflows.revenue_per_execution, workflows.created_at, workflows.updated_at, workflows.deployed_at, workflows.managed";
 
 #[derive(Deserialize)]
 struct WorkflowRow {
@@ -32,6 +32,7 @@ struct WorkflowRow {
     created_at: String,
     updated_at: String,
     deployed_at: Option<String>,
+    managed: i64,
 }
 
 impl TryFrom<WorkflowRow> for Workflow {
@@ -51,6 +52,7 @@ impl TryFrom<WorkflowRow> for Workflow {
             created_at: r.created_at,
             updated_at: r.updated_at,
             deployed_at: r.deployed_at,
+            managed: r.managed != 0,
             stats: None,
         })
     }

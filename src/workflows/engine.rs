@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use worker::{Env, Headers, Method, Request, RequestInit};
 
-use super::config::{Step, WorkflowConfig, DEFAULT_HTTP_TIMEOUT_SECS};
+use super::config::{rendered_url, Step, WorkflowConfig, DEFAULT_HTTP_TIMEOUT_SECS};
 use super::execution::{self, ExecutionStatus, Reason};
 use super::model::MAX_ATTEMPTS;
 use super::template::{self, Scope};
@@ -24,6 +24,7 @@ use crate::platform::error::{AppError, Result};
 use crate::platform::lease::{self, Holder, Lease};
 use crate::platform::outbox::{self, Staged};
 use crate::platform::queue::{DeadLetter, Job, Outcome};
+use crate::platform::redact::Redactor;
 use crate::settings::secrets;
 
 /// Whether a delivery of step `step` should run it.
@@ -337,40 +338,21 @@ async fn run(
                 steps: outputs,
                 secrets: &secrets,
             };
-            let target = template::render_text(url, &scope)?;
-            if !(target.starts_with("https://") || target.starts_with("http://")) {
-                return Err(format!("the url `{url}` does not render to an http(s) URL"));
-            }
-            let method = Step::method(method, body);
-            let mut init = RequestInit::new();
-            init.with_method(Method::from(method.clone()));
-            let h = Headers::new();
-            for (k, v) in headers {
-                h.set(k, &template::render_text(v, &scope)?)
-                    .map_err(|e| format!("header {k}: {e}"))?;
-            }
-            if let Some(b) = body {
-                let rendered = template::render(b, &scope)?;
-                if !headers
-                    .keys()
-                    .any(|k| k.eq_ignore_ascii_case("content-type"))
-                {
-                    let _ = h.set("Content-Type", "application/json");
-                }
-                init.with_body(Some(rendered.to_string().into()));
-            }
-            init.with_headers(h);
-            let request = Request::new_with_init(&target, &init).map_err(|e| e.to_string())?;
-            let secs = timeout_seconds.unwrap_or(DEFAULT_HTTP_TIMEOUT_SECS);
-            let (status, text) = fetch_text(request, Duration::from_secs(secs.into()))
-                .await
-                .map_err(|e| format!("{method} {url}: {e}"))?;
-            if !(200..300).contains(&status) {
-                let snippet: String = text.chars().take(200).collect();
-                return Err(format!("{method} {url} answered {status}: {snippet}"));
-            }
-            let response = serde_json::from_str::<Value>(&text)
-                .unwrap_or_else(|_| serde_json::json!({ "text": text }));
+            // Secret values never reach what is stored: the output, errors (and so the
+            // execution, its callback and the dead letter) show `[redacted]` instead.
+            let redactor = Redactor::new(secrets.values().map(String::as_str));
+            let response = call(
+                cfg,
+                url,
+                method,
+                headers,
+                body,
+                *timeout_seconds,
+                &scope,
+                &redactor,
+            )
+            .await
+            .map_err(|e| redactor.text(&e))?;
             let output = match output {
                 None => response,
                 Some(map) => Value::Object(
@@ -388,6 +370,59 @@ async fn run(
             })
         }
     }
+}
+
+/// Makes an `http` step's request and returns its answer as JSON (`{"text": …}` when not
+/// JSON), redacted. The URL keeps the origin the step wrote out and must pass the egress
+/// policy, so the request (and any secret in it) goes only to the host the step names.
+#[allow(clippy::too_many_arguments)]
+async fn call(
+    cfg: &Config,
+    url: &str,
+    method: &Option<String>,
+    headers: &BTreeMap<String, String>,
+    body: &Option<Value>,
+    timeout_seconds: Option<u32>,
+    scope: &Scope<'_>,
+    redactor: &Redactor,
+) -> std::result::Result<Value, String> {
+    let target = template::render_text(url, scope)?;
+    let target =
+        rendered_url(url, &target, &cfg.egress).map_err(|why| format!("the url `{url}` {why}"))?;
+    let method = Step::method(method, body);
+    let mut init = RequestInit::new();
+    init.with_method(Method::from(method.clone()));
+    let h = Headers::new();
+    for (k, v) in headers {
+        h.set(k, &template::render_text(v, scope)?)
+            .map_err(|e| format!("header {k}: {e}"))?;
+    }
+    if let Some(b) = body {
+        let rendered = template::render(b, scope)?;
+        if !headers
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("content-type"))
+        {
+            let _ = h.set("Content-Type", "application/json");
+        }
+        init.with_body(Some(rendered.to_string().into()));
+    }
+    init.with_headers(h);
+    let request = Request::new_with_init(target.as_str(), &init).map_err(|e| e.to_string())?;
+    let secs = timeout_seconds.unwrap_or(DEFAULT_HTTP_TIMEOUT_SECS);
+    let (status, text) = fetch_text(&cfg.egress, request, Duration::from_secs(secs.into()))
+        .await
+        .map_err(|e| format!("{method} {url}: {e}"))?;
+    let response = match serde_json::from_str::<Value>(&text) {
+        Ok(v) => redactor.value(v),
+        Err(_) => serde_json::json!({ "text": redactor.text(&text) }),
+    };
+    if !(200..300).contains(&status) {
+        // Redacted before it is cut short, so no part of a secret is left at the end.
+        let snippet: String = redactor.json_text(&text).chars().take(200).collect();
+        return Err(format!("{method} {url} answered {status}: {snippet}"));
+    }
+    Ok(response)
 }
 
 #[cfg(test)]

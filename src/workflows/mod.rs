@@ -188,7 +188,7 @@ async fn stats(cx: Ctx) -> Result<Reply> {
 }
 
 async fn create(cx: Ctx) -> Result<Reply> {
-    let (tenant_id, f) = cx.json::<CreateWorkflow>()?.validate()?;
+    let (tenant_id, f) = cx.json::<CreateWorkflow>()?.validate(&cx.egress())?;
     let own = cx.tenant_id()?.to_string();
     let db = cx.db()?;
     let tenant_id = match (cx.scope()?, tenant_id) {
@@ -215,8 +215,8 @@ async fn create(cx: Ctx) -> Result<Reply> {
     db.batch(vec![
         db.stmt(
             "INSERT INTO workflows (id, tenant_id, name, description, status, config, \
-             cost_per_execution, revenue_per_execution, created_at, updated_at, deployed_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
+             cost_per_execution, revenue_per_execution, created_at, updated_at, deployed_at, \
+             managed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
             &args![
                 id.as_str(),
                 tenant_id.as_str(),
@@ -227,7 +227,9 @@ async fn create(cx: Ctx) -> Result<Reply> {
                 f.cost,
                 f.revenue,
                 now.as_str(),
-                deployed_at
+                deployed_at,
+                // Made by the platform admin: its pricing stays the agency's.
+                cx.scope()?.is_none()
             ],
         )?,
         audit::entry(&cx, "workflow.created")
@@ -244,10 +246,18 @@ async fn create(cx: Ctx) -> Result<Reply> {
 async fn update(cx: Ctx) -> Result<Reply> {
     let body: UpdateWorkflow = cx.json()?;
     let mut checks = Checks::new();
-    let f = body.validate(&mut checks);
+    let f = body.validate(&cx.egress(), &mut checks);
     checks.finish()?;
     let db = cx.db()?;
     let current = db::get_workflow(&db, cx.scope()?, cx.param("id")).await?;
+    if cx.scope()?.is_some() && repricing(&current, &f) {
+        return Err(AppError::Forbidden(
+            "forbidden",
+            "The platform admin manages this workflow's pricing (cost_per_execution, \
+             revenue_per_execution); you may still deploy, pause or edit it otherwise."
+                .into(),
+        ));
+    }
     let now = cx.now();
     let status = f.status.clone().unwrap_or(current.status.clone());
     let deployed_at = if status == "deployed" && current.status != "deployed" {
@@ -283,6 +293,14 @@ async fn update(cx: Ctx) -> Result<Reply> {
     .await?;
     let w = db::get_workflow(&db, None, &current.id).await?;
     Reply::ok(&w)
+}
+
+/// Whether an update changes the pricing of a workflow the platform admin manages.
+fn repricing(current: &model::Workflow, f: &model::Fields) -> bool {
+    let changes = |new: Option<f64>, old: f64| new.is_some_and(|n| (n - old).abs() > 1e-9);
+    current.managed
+        && (changes(f.cost, current.cost_per_execution)
+            || changes(f.revenue, current.revenue_per_execution))
 }
 
 async fn archive(cx: Ctx) -> Result<Reply> {

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use super::config::WorkflowConfig;
 use super::execution::ExecutionStatus;
 use crate::http::json::{self, Checks};
+use crate::platform::egress::Policy;
 
 pub const STATUSES: [&str; 3] = ["draft", "deployed", "archived"];
 /// A step failing this many times fails its execution.
@@ -29,6 +30,9 @@ pub struct Workflow {
     pub created_at: String,
     pub updated_at: String,
     pub deployed_at: Option<String>,
+    /// Defined by the platform admin (the agency) for this organisation: only the platform
+    /// admin changes its pricing; the organisation's admins may still deploy or pause it.
+    pub managed: bool,
     /// Only on `GET /workflows/:id`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats: Option<WorkflowStats>,
@@ -67,7 +71,8 @@ pub struct CreateWorkflow {
     pub revenue_per_execution: Option<f64>,
 }
 
-/// `PATCH /workflows/:id`: any of these. `status: "deployed"` deploys.
+/// `PATCH /workflows/:id`: any of these. `status: "deployed"` deploys. The pricing of a
+/// `managed` workflow is the platform admin's to change (403 for the organisation's admins).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWorkflow {
@@ -101,7 +106,8 @@ fn money(field: &str, v: Option<f64>, checks: &mut Checks) -> Option<f64> {
 }
 
 impl UpdateWorkflow {
-    pub fn validate(self, checks: &mut Checks) -> Fields {
+    /// Step URLs are checked against `egress`.
+    pub fn validate(self, egress: &Policy, checks: &mut Checks) -> Fields {
         let name = self
             .name
             .and_then(|n| checks.take("name", json::text(&n, 1, 120)));
@@ -116,7 +122,7 @@ impl UpdateWorkflow {
             ok
         });
         if let Some(c) = &self.config {
-            c.check(checks);
+            c.check(egress, checks);
         }
         Fields {
             name,
@@ -131,7 +137,10 @@ impl UpdateWorkflow {
 
 impl CreateWorkflow {
     /// The target tenant (if named) and the validated fields.
-    pub fn validate(self) -> crate::platform::error::Result<(Option<String>, Fields)> {
+    pub fn validate(
+        self,
+        egress: &Policy,
+    ) -> crate::platform::error::Result<(Option<String>, Fields)> {
         let mut checks = Checks::new();
         let status = self.status.unwrap_or_else(|| "draft".into());
         if status == "archived" {
@@ -145,7 +154,7 @@ impl CreateWorkflow {
             cost_per_execution: Some(self.cost_per_execution.unwrap_or(0.0)),
             revenue_per_execution: Some(self.revenue_per_execution.unwrap_or(0.0)),
         }
-        .validate(&mut checks);
+        .validate(egress, &mut checks);
         checks.finish()?;
         Ok((self.tenant_id, fields))
     }
@@ -215,7 +224,8 @@ mod tests {
     use serde_json::json;
 
     fn create(body: Value) -> crate::platform::error::Result<(Option<String>, Fields)> {
-        crate::http::json::parse_json::<CreateWorkflow>(body.to_string().as_bytes())?.validate()
+        crate::http::json::parse_json::<CreateWorkflow>(body.to_string().as_bytes())?
+            .validate(&Policy::default())
     }
 
     #[test]

@@ -16,9 +16,9 @@ pub struct Server {
     pub jwt_secret: String,
     /// The mock upstream (scripts/mock_upstream.py): workflow steps and callbacks call it.
     pub mock: String,
-    /// The worker's local state and config, for `d1` (tests that set up what no route can,
-    /// such as an upload idle for a day).
-    state: PathBuf,
+    /// The worker's `--persist-to` directory (local D1 lives under it) and its config, for
+    /// `d1` (tests that set up what no route can, such as an upload idle for a day).
+    pub state: PathBuf,
     config: PathBuf,
     _child: Child,
     _mock: Child,
@@ -103,7 +103,7 @@ fn start() -> Server {
          ADMIN_PASSWORD=\"{admin_password}\"\nDEMO_PASSWORD=\"{demo_password}\"\n\
          ALLOWED_ORIGINS=\"https://app.example.com\"\nGRAPH_API_BASE=\"{mock}\"\n\
          SEND_RATE_PER_SEC=\"2\"\nOCR_API_URL=\"{mock}/ocr\"\nMEDIA_MAX_BYTES=\"6291456\"\nMEDIA_MAX_BYTES_STARTER=\"7340032\"\nUPLOAD_MAX_REQUEST_BYTES=\"1048576\"\n\
-         STORAGE_QUOTA_BYTES=\"12582912\"\n{}",
+         STORAGE_QUOTA_BYTES=\"12582912\"\nEGRESS_ALLOW=\"127.0.0.1:{mock_port}\"\n{}",
         random_hex(32),
         crate::EXTRA_VARS
     );
@@ -209,7 +209,7 @@ fn start() -> Server {
         demo_password,
         jwt_secret,
         mock,
-        state,
+        state: state.clone(),
         config: cfg,
         _child: child,
         _mock: mock_child,

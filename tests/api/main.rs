@@ -14,6 +14,7 @@ mod apikeys;
 mod audit;
 mod auth;
 mod conventions;
+mod egress;
 mod gate;
 mod media;
 mod messaging;
