@@ -1,5 +1,6 @@
 //! Periodic clean-up run by the cron trigger: expired idempotency records, ended sessions and
-//! their refresh tokens, request-log rows past retention, and executions past their timeout.
+//! their refresh tokens, request-log rows past retention, executions past their timeout, and
+//! outbound sends whose claim ran out without an outcome (failed, never re-sent).
 
 use worker::Env;
 
@@ -32,9 +33,10 @@ pub async fn sweep(env: &Env) -> Result<()> {
         ])
         .await?;
     let timed_out = crate::workflows::fail_timed_out(env, now).await?;
+    let sends_unconfirmed = crate::messaging::outbound::resolve_abandoned(&db, now).await?;
     worker::console_log!(
         "{}",
-        serde_json::json!({"level": "info", "event": "sweep", "idempotency": counts[0], "refresh_tokens": counts[1], "api_logs": counts[2], "executions_timed_out": timed_out})
+        serde_json::json!({"level": "info", "event": "sweep", "idempotency": counts[0], "refresh_tokens": counts[1], "api_logs": counts[2], "executions_timed_out": timed_out, "sends_unconfirmed": sends_unconfirmed})
     );
     Ok(())
 }
