@@ -65,9 +65,7 @@ fn component_schemas() -> Vec<(String, Value)> {
         AgentLoad, InboxSummary, StatusCounts, UpdateContact, UpdateConversation, UpdateMessage,
     };
     use crate::messaging::ingest::{WebhookPayload, WebhookReceipt};
-    use crate::messaging::model::{
-        Contact, ContactSummary, Conversation, Message, MessageMedia,
-    };
+    use crate::messaging::model::{Contact, ContactSummary, Conversation, Message, MessageMedia};
     use crate::messaging::outbound::SendMessage;
     use crate::messaging::templates::{CreateTemplate, Template, TemplateRef};
     use crate::platform::error::{FieldError, Problem};

@@ -810,11 +810,8 @@ pub async fn store_incoming(
         Ok(changes) if changes.get(1).copied().unwrap_or(0) > 0 => Ok(Some(new.id)),
         other => {
             if other.is_ok() {
-                db.run(
-                    "DELETE FROM media WHERE id = ?1",
-                    &args![new.id.as_str()],
-                )
-                .await?;
+                db.run("DELETE FROM media WHERE id = ?1", &args![new.id.as_str()])
+                    .await?;
             }
             let _ = bucket.delete(&new.key).await;
             other?;

@@ -21,9 +21,9 @@ use crate::platform::config::Config;
 use crate::platform::db::{Arg, Db};
 use crate::platform::egress::{backoff_secs, fetch_bytes, fetch_text};
 use crate::platform::error::Result;
+use crate::platform::plan::Plan;
 use crate::platform::queue::{self, Job, Outcome};
 use crate::platform::state::{sql_list, Guarded};
-use crate::platform::plan::Plan;
 
 /// Message types whose media is fetched.
 pub const MEDIA_KINDS: [&str; 4] = ["image", "document", "audio", "video"];
@@ -314,10 +314,7 @@ async fn tenant_plan(db: &Db, tenant_id: &str) -> Result<Plan> {
         plan: String,
     }
     Ok(db
-        .one::<P>(
-            "SELECT plan FROM tenants WHERE id = ?1",
-            &args![tenant_id],
-        )
+        .one::<P>("SELECT plan FROM tenants WHERE id = ?1", &args![tenant_id])
         .await?
         .and_then(|p| Plan::parse(&p.plan))
         .unwrap_or_default())
@@ -378,7 +375,10 @@ mod tests {
         );
         assert_eq!(media_ref("sticker", &json!({"id": "S1"})), None);
         assert_eq!(media_ref("image", &json!({"caption": "no id"})), None);
-        assert_eq!(initial_status("video", &json!({"id": "V1"})), Some("pending"));
+        assert_eq!(
+            initial_status("video", &json!({"id": "V1"})),
+            Some("pending")
+        );
         assert_eq!(initial_status("text", &json!({"body": "hi"})), None);
     }
 }

@@ -109,7 +109,11 @@ pub fn recipients(
                         format!("the template takes {parameter_count} parameters"),
                     );
                 }
-                (&p.to, p.parameters.as_slice(), format!("recipients[{i}].to"))
+                (
+                    &p.to,
+                    p.parameters.as_slice(),
+                    format!("recipients[{i}].to"),
+                )
             }
         };
         match wa_id(to) {
@@ -310,7 +314,8 @@ pub async fn queue_chunk(env: &Env, campaign_id: &str, offset: u32) -> Result<()
         let (conversation_id, _) =
             store::active_conversation(&db, &c.tenant_id, &contact, &now).await?;
         let text = fill(&body, &r.parameters);
-        let content = json!({"name": c.template_name, "language": c.language, "parameters": r.parameters});
+        let content =
+            json!({"name": c.template_name, "language": c.language, "parameters": r.parameters});
         let id = ids::ordered_id("msg", clock::now_ms());
         statements.push(db.stmt(
             "INSERT OR IGNORE INTO messages (id, tenant_id, conversation_id, direction, type, text, \
@@ -390,7 +395,9 @@ mod tests {
 
     #[test]
     fn wrong_counts_and_numbers_name_their_entry() {
-        let list = parse(json!([{"to": "4915100000002", "parameters": ["only"]}, {"to": "x1", "parameters": ["a", "b"]}]));
+        let list = parse(
+            json!([{"to": "4915100000002", "parameters": ["only"]}, {"to": "x1", "parameters": ["a", "b"]}]),
+        );
         let mut checks = Checks::new();
         recipients(&list, &[], 2, &mut checks);
         let e = format!("{:?}", checks.finish().unwrap_err());
@@ -405,7 +412,9 @@ mod tests {
         let mut checks = Checks::new();
         recipients(&parse(json!(["4915100000001"])), &[], 2, &mut checks);
         assert!(format!("{:?}", checks.finish().unwrap_err()).contains("parameters"));
-        let many: Vec<Recipient> = (0..1001).map(|i| Recipient::Number(format!("49151{i:07}"))).collect();
+        let many: Vec<Recipient> = (0..1001)
+            .map(|i| Recipient::Number(format!("49151{i:07}")))
+            .collect();
         let mut checks = Checks::new();
         recipients(&many, &[], 0, &mut checks);
         assert!(checks.finish().is_err());
@@ -413,6 +422,8 @@ mod tests {
 
     #[test]
     fn an_unknown_field_in_a_recipient_is_not_accepted() {
-        assert!(serde_json::from_value::<Vec<Recipient>>(json!([{"to": "1", "params": []}])).is_err());
+        assert!(
+            serde_json::from_value::<Vec<Recipient>>(json!([{"to": "1", "params": []}])).is_err()
+        );
     }
 }

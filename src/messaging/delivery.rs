@@ -395,7 +395,10 @@ mod tests {
         }
         // A redelivery finds the message claimed (or sent) and cannot take it again.
         assert!(next(Sending, Event::Claimed).is_err());
-        assert!(next(Queued, Event::Accepted).is_err(), "no send without a claim");
+        assert!(
+            next(Queued, Event::Accepted).is_err(),
+            "no send without a claim"
+        );
         assert_eq!(next(Sending, Event::Abandoned).unwrap().to, Failed);
     }
 

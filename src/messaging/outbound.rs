@@ -520,7 +520,8 @@ pub async fn send(
         queue::enqueue(env, &job, backoff_secs(attempt)).await?;
         return Ok(Outcome::Ack);
     }
-    let failed = delivery::send_failed(&db, message_id, Some(&holder), attempt, &code, &title, &now)?;
+    let failed =
+        delivery::send_failed(&db, message_id, Some(&holder), attempt, &code, &title, &now)?;
     finish(env, &db, &m, message_id, failed).await?;
     Ok(Outcome::Ack)
 }
@@ -598,7 +599,11 @@ mod tests {
                 slot_ms: 3_500
             }
         );
-        assert_eq!(pace(1_000, None, take(false, 100)), Pace::Go, "a slot about to come");
+        assert_eq!(
+            pace(1_000, None, take(false, 100)),
+            Pace::Go,
+            "a slot about to come"
+        );
         // Redelivered for its slot: no second booking, and an early delivery waits again.
         assert_eq!(pace(3_400, Some(3_500), None), Pace::Go);
         assert_eq!(

@@ -215,7 +215,10 @@ mod tests {
     fn only_changes_for_the_tenants_own_number_pass() {
         let msg = json!([{"from": "1", "id": "wamid.1", "type": "text", "text": {"body": "x"}}]);
         assert!(foreign_numbers(&post(msg.clone(), json!([])), "PN1").is_empty());
-        assert_eq!(foreign_numbers(&post(msg.clone(), json!([])), "PN2"), ["PN1"]);
+        assert_eq!(
+            foreign_numbers(&post(msg.clone(), json!([])), "PN2"),
+            ["PN1"]
+        );
         let status = json!([{"id": "wamid.1", "status": "read"}]);
         assert_eq!(foreign_numbers(&post(json!([]), status), "PN2"), ["PN1"]);
         // Nothing to apply, nothing to reject; a change without metadata is foreign.

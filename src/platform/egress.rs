@@ -52,7 +52,11 @@ pub async fn fetch_bytes(
             .await
             .map_err(|e| e.to_string())?;
         let headers = resp.headers();
-        let content_type = headers.get("Content-Type").ok().flatten().unwrap_or_default();
+        let content_type = headers
+            .get("Content-Type")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let length = headers
             .get("Content-Length")
             .ok()

@@ -12,6 +12,7 @@ mod conventions;
 mod gate;
 mod media;
 mod messaging;
+mod messaging_hardening;
 mod ops;
 mod support;
 mod tenants;
