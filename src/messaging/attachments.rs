@@ -96,7 +96,7 @@ impl Event {
         }
     }
 
-    fn from_states(self) -> Vec<AttachmentStatus> {
+    fn leaves(self) -> Vec<AttachmentStatus> {
         AttachmentStatus::ALL
             .into_iter()
             .filter(|s| next(*s, self).is_some())
@@ -113,7 +113,7 @@ fn update(db: &Db, event: Event, sets: &str, args: &[Arg]) -> Result<Guarded> {
     let sql = format!(
         "UPDATE messages SET media_status = '{}', {sets} WHERE id = ?1 AND media_status IN ({})",
         event.to().as_str(),
-        sql_list(&event.from_states(), AttachmentStatus::as_str)
+        sql_list(&event.leaves(), AttachmentStatus::as_str)
     );
     Ok(Guarded(db.stmt(&sql, args)?))
 }
@@ -360,7 +360,7 @@ mod tests {
             assert_eq!(next(Pending, e), Some(e.to()));
             assert_eq!(next(Stored, e), None);
             assert_eq!(next(Failed, e), None);
-            assert_eq!(e.from_states(), [Pending]);
+            assert_eq!(e.leaves(), [Pending]);
         }
     }
 

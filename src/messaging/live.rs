@@ -105,7 +105,7 @@ async fn connect(cx: Ctx) -> Result<Reply> {
             let _ = close_sessions(
                 &cx.env,
                 &conversation.id,
-                &[session_id.clone()],
+                std::slice::from_ref(session_id),
                 "unavailable",
             )
             .await;
