@@ -2,13 +2,19 @@
 //! session tokens from a cache of that tenant's users, sessions and tenant row (filled from D1 on
 //! a miss, cleared by the writes that change them) and keeps the tenant's API rate window, so an
 //! authenticated request costs one call before its handler. The decisions are in
-//! `auth::gate`; this is the shell that holds the state.
+//! `auth::gate`; this is the shell that holds the state. It also remembers the tenant's live
+//! WebSockets (per session, in its SQL storage): an invalidation re-checks the sockets it may
+//! end and has their conversation hubs close the ones that may no longer stay
+//! (`messaging::live::may_stay`).
 
 use std::cell::RefCell;
 
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
-use crate::auth::gate::{self, Admit, Cache, GateRequest, TENANT_WINDOW_MS};
+use serde::Deserialize;
+
+use crate::auth::gate::{self, Admit, Cache, GateRequest, LiveSocket, Scope, TENANT_WINDOW_MS};
+use crate::messaging::live;
 use crate::platform::clock;
 use crate::platform::db::Db;
 use crate::platform::ratelimit::{check_stored, create_window_table, CheckRequest, Decision};
@@ -24,6 +30,16 @@ pub struct TenantGate {
 impl DurableObject for TenantGate {
     fn new(state: State, env: Env) -> Self {
         create_window_table(&state.storage().sql()).ok();
+        state
+            .storage()
+            .sql()
+            .exec(
+                "CREATE TABLE IF NOT EXISTS live_sockets (tenant_id TEXT NOT NULL, conversation_id TEXT NOT NULL, \
+                 user_id TEXT NOT NULL, session_id TEXT NOT NULL, expires_ms INTEGER NOT NULL, \
+                 PRIMARY KEY (conversation_id, session_id))",
+                None,
+            )
+            .ok();
         Self {
             state,
             env,
@@ -37,6 +53,11 @@ impl DurableObject for TenantGate {
             Ok(GateRequest::Draw(d)) => Response::from_json(&self.draw(d.limit, d.cost)?),
             Ok(GateRequest::Invalidate { scope }) => {
                 self.cache.borrow_mut().invalidate(&scope);
+                self.end_live(&scope).await?;
+                Ok(Response::empty()?.with_status(204))
+            }
+            Ok(GateRequest::LiveOpened(socket)) => {
+                self.live_opened(&socket)?;
                 Ok(Response::empty()?.with_status(204))
             }
             Err(_) => Response::error("bad gate request", 400),
@@ -74,6 +95,89 @@ impl TenantGate {
         })
         .map_err(to_worker)?;
         Response::from_json(&answer)
+    }
+
+    fn live_opened(&self, s: &LiveSocket) -> Result<()> {
+        let sql = self.state.storage().sql();
+        // Sockets of expired tokens are closed by their hub; forget them here.
+        sql.exec(
+            "DELETE FROM live_sockets WHERE expires_ms <= ?",
+            vec![clock::now_ms().into()],
+        )?;
+        sql.exec(
+            "INSERT OR REPLACE INTO live_sockets (tenant_id, conversation_id, user_id, session_id, \
+             expires_ms) VALUES (?, ?, ?, ?, ?)",
+            vec![
+                s.tenant_id.as_str().into(),
+                s.conversation_id.as_str().into(),
+                s.user_id.as_str().into(),
+                s.session_id.as_str().into(),
+                s.expires_ms.into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// After an invalidation: each socket it may have ended is checked against D1 now, and the
+    /// ones that may no longer stay are closed by their hubs.
+    async fn end_live(&self, scope: &Scope) -> Result<()> {
+        #[derive(Deserialize)]
+        struct Row {
+            tenant_id: String,
+            conversation_id: String,
+            user_id: String,
+            session_id: String,
+            expires_ms: i64,
+        }
+        let (filter, arg) = match scope {
+            Scope::User { user_id } => ("WHERE user_id = ?", Some(user_id.as_str())),
+            Scope::Session { session_id } => ("WHERE session_id = ?", Some(session_id.as_str())),
+            Scope::Tenant => ("", None),
+        };
+        let rows: Vec<Row> = self
+            .state
+            .storage()
+            .sql()
+            .exec(
+                &format!("SELECT tenant_id, conversation_id, user_id, session_id, expires_ms FROM live_sockets {filter}"),
+                arg.map(|a| vec![a.into()]),
+            )?
+            .to_array()?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let db = Db::from_env(&self.env).map_err(to_worker)?;
+        for row in rows {
+            let socket = LiveSocket {
+                tenant_id: row.tenant_id,
+                conversation_id: row.conversation_id,
+                user_id: row.user_id,
+                session_id: row.session_id,
+                expires_ms: row.expires_ms,
+            };
+            let loaded = gate::load(&db, &socket.tenant_id, &socket.user_id, &socket.session_id)
+                .await
+                .map_err(to_worker)?;
+            if live::may_stay(loaded.as_ref(), &socket, clock::now_ms()) {
+                continue;
+            }
+            live::close_sessions(
+                &self.env,
+                &socket.conversation_id,
+                std::slice::from_ref(&socket.session_id),
+                "session ended",
+            )
+            .await
+            .map_err(to_worker)?;
+            self.state.storage().sql().exec(
+                "DELETE FROM live_sockets WHERE conversation_id = ? AND session_id = ?",
+                vec![
+                    socket.conversation_id.as_str().into(),
+                    socket.session_id.as_str().into(),
+                ],
+            )?;
+        }
+        Ok(())
     }
 
     fn draw(&self, limit: u32, cost: u32) -> Result<Decision> {

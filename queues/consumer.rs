@@ -193,7 +193,20 @@ async fn handle_job(env: &Env, holder: &Holder, body: &str) -> Result<Outcome> {
             crate::messaging::ingest::process(env, event_id).await?;
             Ok(Outcome::Ack)
         }
-        Job::Send { message_id } => crate::messaging::outbound::send(env, &cfg, message_id).await,
+        Job::Send {
+            message_id: id,
+            slot_ms,
+        } => crate::messaging::outbound::send(env, &cfg, &holder.message_id, id, *slot_ms).await,
+        Job::InboundMedia { message_id: id } => {
+            crate::messaging::attachments::fetch(env, &cfg, id).await
+        }
+        Job::CampaignChunk {
+            campaign_id,
+            offset,
+        } => {
+            crate::messaging::campaigns::queue_chunk(env, campaign_id, *offset).await?;
+            Ok(Outcome::Ack)
+        }
         Job::Media { job_id } => crate::media::runner::run(env, &cfg, holder, job_id).await,
         Job::Sweep => {
             crate::maintenance::sweep(env).await?;
@@ -227,8 +240,11 @@ async fn record_dead_letter(env: &Env, body: &str) -> Result<()> {
         Some(Job::Webhook { event_id }) => {
             crate::messaging::ingest::mark_failed(env, event_id, &error).await?
         }
-        Some(Job::Send { message_id }) => {
+        Some(Job::Send { message_id, .. }) => {
             crate::messaging::outbound::mark_failed(env, message_id, &error).await?
+        }
+        Some(Job::InboundMedia { message_id }) => {
+            crate::messaging::attachments::mark_failed(env, message_id, &error).await?
         }
         Some(Job::Media { job_id }) => {
             crate::media::runner::mark_failed(env, job_id, &error).await?

@@ -21,7 +21,13 @@ OCR service (OCR_API_URL points at /ocr; calls recorded under "ocr"):
 WhatsApp Graph API (GRAPH_API_BASE points here; calls recorded under "graph-PHONE_NUMBER_ID"):
   POST /VERSION/PHONE_NUMBER_ID/messages -> {"messaging_product", "contacts", "messages": [{"id": "wamid..."}]}
        phone number ids starting with "reject" answer 400 with a Meta error (131030),
-       "flaky" ones 500 on their first call; a missing bearer token is 401.
+       "flaky" ones 500 on their first call, "slow" ones answer after 3 s, "hang" ones after
+       25 s (past the sender's deadline); a missing bearer token is 401.
+  GET  /VERSION/MEDIA_ID (or /MEDIA_ID)  -> {"url", "mime_type", "sha256", "file_size", "id"}
+  GET  /media-files/MEDIA_ID             -> the file's bytes (calls recorded under "graph-media")
+       both need a bearer token (401 without); the id's prefix picks the file: "png" a PNG image,
+       "pdf" a PDF, "ogg" an Ogg/Opus voice note, "mp4" a video; "broken" ids answer 500 always,
+       "flaky" ids 500 on their first look-up.
 """
 import argparse
 import hashlib
@@ -39,6 +45,24 @@ def record(key, entry):
     with LOCK:
         CALLS.setdefault(key, []).append(entry)
         return len(CALLS[key])
+
+
+PNG_1PX = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201a1e5b6d80000000049454e44ae426082")
+MEDIA_FILES = {
+    "png": ("image/png", PNG_1PX),
+    "pdf": ("application/pdf", b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"),
+    "ogg": ("audio/ogg", b"OggS\x00\x02" + b"\x00" * 20 + b"OpusHead" + b"\x01" * 16),
+    "mp4": ("video/mp4", b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 16),
+}
+
+
+def media_file(media_id):
+    for prefix, file in MEDIA_FILES.items():
+        if media_id.startswith(prefix):
+            return file
+    return MEDIA_FILES["png"]
 
 
 def image_url(host, seed, i):
@@ -111,6 +135,30 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(500, {"error": "the OCR engine crashed"})
             return self.reply(200, {"text": f"Label scan ({len(raw)} bytes)\nBlue mug 8.90 EUR\nRed mug 9,50 EUR",
                                     "confidence": 0.91, "pages": 1})
+        if self.command == "GET" and (parts[:1] == ["media-files"] and len(parts) == 2):
+            n = record("graph-media", entry)
+            if not self.headers.get("Authorization", "").startswith("Bearer "):
+                return self.reply(401, {"error": {"message": "Invalid OAuth access token.", "code": 190}})
+            mime, data = media_file(parts[1])
+            self.send_response(200)
+            self.send_header("Content-Type", mime)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        if self.command == "GET" and (len(parts) == 1 or (len(parts) == 2 and parts[0].startswith("v"))) \
+                and parts[-1] not in ("_calls",):
+            media_id = parts[-1]
+            n = record("graph-media", entry)
+            if not self.headers.get("Authorization", "").startswith("Bearer "):
+                return self.reply(401, {"error": {"message": "Invalid OAuth access token.", "code": 190}})
+            lookups = sum(1 for c in CALLS.get("graph-media", []) if c["path"] == self.path)
+            if media_id.startswith("broken") or (media_id.startswith("flaky") and lookups == 1):
+                return self.reply(500, {"error": {"message": "Service temporarily unavailable", "code": 2}})
+            mime, data = media_file(media_id)
+            return self.reply(200, {"messaging_product": "whatsapp", "url": f"http://{host}/media-files/{media_id}",
+                                    "mime_type": mime, "sha256": hashlib.sha256(data).hexdigest(),
+                                    "file_size": len(data), "id": media_id})
         if self.command == "POST" and len(parts) == 3 and parts[2] == "messages" and parts[0].startswith("v"):
             phone = parts[1]
             n = record(f"graph-{phone}", entry)
@@ -120,6 +168,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(400, {"error": {"message": "(#131030) Recipient phone number not in allowed list",
                                                   "type": "OAuthException", "code": 131030,
                                                   "error_data": {"details": "Recipient phone number not in allowed list"}}})
+            if phone.startswith("slow"):
+                time.sleep(3)
+            if phone.startswith("hang"):
+                time.sleep(25)
             if phone.startswith("flaky") and n == 1:
                 return self.reply(500, {"error": {"message": "Service temporarily unavailable", "code": 2}})
             to = body.get("to", "") if isinstance(body, dict) else ""

@@ -1,7 +1,8 @@
 //! Periodic clean-up run by the cron trigger: expired idempotency records, ended sessions and
 //! their refresh tokens, request-log rows past retention, executions past their timeout, media
-//! jobs whose lease expired with no live holder, multipart uploads idle for a day, and outbox
-//! rows whose direct send did not happen.
+//! jobs whose lease expired with no live holder, outbound sends whose claim ran out without an
+//! outcome (failed, never re-sent), multipart uploads idle for a day, and outbox rows whose
+//! direct send did not happen.
 
 use worker::Env;
 
@@ -40,13 +41,14 @@ pub async fn sweep(env: &Env) -> Result<()> {
     let (jobs_requeued, jobs_failed) = crate::media::runner::sweep_expired(env, &cfg, now).await?;
     #[cfg(not(feature = "jobs"))]
     let (jobs_requeued, jobs_failed) = (0, 0);
+    let sends_unconfirmed = crate::messaging::outbound::resolve_abandoned(&db, now).await?;
     let uploads_aborted = crate::media::uploads::abort_idle(env, &db, now).await?;
     // Last, so what the moves above wrote and could not send goes out on the next run at the
     // latest (they are younger than the outbox's grace).
     let outbox_sent = outbox::flush(env, &db, now).await?;
     worker::console_log!(
         "{}",
-        serde_json::json!({"level": "info", "event": "sweep", "idempotency": counts[0], "refresh_tokens": counts[1], "api_logs": counts[2], "executions_timed_out": timed_out, "jobs_requeued": jobs_requeued, "jobs_failed": jobs_failed, "uploads_aborted": uploads_aborted, "outbox_sent": outbox_sent})
+        serde_json::json!({"level": "info", "event": "sweep", "idempotency": counts[0], "refresh_tokens": counts[1], "api_logs": counts[2], "executions_timed_out": timed_out, "jobs_requeued": jobs_requeued, "jobs_failed": jobs_failed, "sends_unconfirmed": sends_unconfirmed, "uploads_aborted": uploads_aborted, "outbox_sent": outbox_sent})
     );
     Ok(())
 }

@@ -236,8 +236,22 @@ pub enum GateRequest {
     Admit(Admit),
     /// Draw from the tenant's rate window only (API keys, whose tenant is known from D1).
     Draw(Draw),
-    /// Forget what a committed write changed.
+    /// Forget what a committed write changed (and close the live sockets it ends).
     Invalidate { scope: Scope },
+    /// A session opened a live WebSocket: the gate remembers it, so an invalidation that ends
+    /// the session closes it.
+    LiveOpened(LiveSocket),
+}
+
+/// A live WebSocket held by a conversation's hub for one session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveSocket {
+    pub tenant_id: String,
+    pub conversation_id: String,
+    pub user_id: String,
+    pub session_id: String,
+    /// When the token it was opened with expires (epoch ms).
+    pub expires_ms: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -395,6 +409,13 @@ pub async fn draw(env: &Env, tenant_id: &str, limit: u32, cost: u32) -> Result<D
 /// and the caller should know (repeating the request repeats the invalidation).
 pub async fn invalidate(env: &Env, tenant_id: &str, scope: Scope) -> Result<()> {
     call(env, tenant_id, &GateRequest::Invalidate { scope }).await?;
+    Ok(())
+}
+
+/// Registers a session's live WebSocket with the tenant's gate.
+pub async fn live_opened(env: &Env, socket: LiveSocket) -> Result<()> {
+    let tenant_id = socket.tenant_id.clone();
+    call(env, &tenant_id, &GateRequest::LiveOpened(socket)).await?;
     Ok(())
 }
 

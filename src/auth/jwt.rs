@@ -71,6 +71,17 @@ pub fn verify(
     Ok(custom.clone())
 }
 
+/// When a token `verify` accepted expires (epoch ms): what a live WebSocket opened with it
+/// lasts until.
+pub fn expires_ms(key: &[u8], token: &str) -> Option<i64> {
+    let untrusted = UntrustedToken::new(token).ok()?;
+    let token: Token<AccessClaims> = Hs256
+        .validator(&Hs256Key::new(key))
+        .validate(&untrusted)
+        .ok()?;
+    token.claims().expiration.map(|e| e.timestamp_millis())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +109,8 @@ mod tests {
             verify(KEY, &t, "tenantry", "tenantry-api", NOW + 1000),
             Ok(claims())
         );
+        assert_eq!(expires_ms(KEY, &t), Some(NOW + 900_000));
+        assert_eq!(expires_ms(b"another key, another signature..", &t), None);
     }
 
     #[test]

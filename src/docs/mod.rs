@@ -56,14 +56,16 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::media::jobs::{JobResult, MediaJob, ProcessMedia};
     use crate::media::uploads::{CreateUpload, Upload};
     use crate::media::{CreateLink, Media, MediaLink};
-    use crate::messaging::campaigns::{Campaign, CampaignProgress, CreateCampaign};
+    use crate::messaging::campaigns::{
+        Campaign, CampaignProgress, CreateCampaign, PersonalRecipient, Recipient,
+    };
     use crate::messaging::channel::{Channel, PutChannel, SecretState};
     use crate::messaging::delivery::{Direction, MessageStatus};
     use crate::messaging::inbox::{
         AgentLoad, InboxSummary, StatusCounts, UpdateContact, UpdateConversation, UpdateMessage,
     };
     use crate::messaging::ingest::{WebhookPayload, WebhookReceipt};
-    use crate::messaging::model::{Contact, ContactSummary, Conversation, Message};
+    use crate::messaging::model::{Contact, ContactSummary, Conversation, Message, MessageMedia};
     use crate::messaging::outbound::SendMessage;
     use crate::messaging::templates::{CreateTemplate, Template, TemplateRef};
     use crate::platform::error::{FieldError, Problem};
@@ -144,6 +146,7 @@ fn component_schemas() -> Vec<(String, Value)> {
         ContactSummary,
         Contact,
         Message,
+        MessageMedia,
         UpdateConversation,
         UpdateMessage,
         UpdateContact,
@@ -155,6 +158,8 @@ fn component_schemas() -> Vec<(String, Value)> {
         Template,
         CreateTemplate,
         CreateCampaign,
+        Recipient,
+        PersonalRecipient,
         Campaign,
         CampaignProgress,
         WorkflowRequest,

@@ -43,6 +43,38 @@ pub fn sniff(bytes: &[u8], declared: &str) -> Option<&'static str> {
     None
 }
 
+/// Formats WhatsApp delivers that uploads do not take (voice notes, videos, office files), by
+/// magic number, for inbound media: stored with this type, never trusted from the sender.
+pub fn sniff_inbound(bytes: &[u8]) -> Option<&'static str> {
+    let starts = |m: &[u8]| bytes.starts_with(m);
+    if starts(b"OggS") {
+        return Some("audio/ogg");
+    }
+    if starts(b"#!AMR") {
+        return Some("audio/amr");
+    }
+    if starts(b"ID3") || (bytes.len() >= 2 && bytes[0] == 0xFF && bytes[1] & 0xE6 == 0xE2) {
+        return Some("audio/mpeg");
+    }
+    if bytes.len() >= 2 && bytes[0] == 0xFF && bytes[1] & 0xF6 == 0xF0 {
+        return Some("audio/aac");
+    }
+    if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
+        return Some(if bytes[8..11].eq_ignore_ascii_case(b"3gp") {
+            "video/3gpp"
+        } else {
+            "video/mp4"
+        });
+    }
+    if starts(&[0x1A, 0x45, 0xDF, 0xA3]) {
+        return Some("video/webm");
+    }
+    if starts(b"PK\x03\x04") {
+        return Some("application/zip");
+    }
+    None
+}
+
 /// `sniff` on the first bytes of a file (`whole` = false) or all of it: a prefix may end inside
 /// a UTF-8 character, so text is judged by its complete characters.
 pub fn sniff_prefix(bytes: &[u8], declared: &str, whole: bool) -> Option<&'static str> {
@@ -305,6 +337,22 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn inbound_voice_notes_and_videos_are_told_by_their_bytes() {
+        assert_eq!(sniff_inbound(b"OggS\x00\x02rest"), Some("audio/ogg"));
+        assert_eq!(
+            sniff_inbound(b"\x00\x00\x00\x18ftypmp42\x00\x00"),
+            Some("video/mp4")
+        );
+        assert_eq!(
+            sniff_inbound(b"\x00\x00\x00\x18ftyp3gp4\x00\x00"),
+            Some("video/3gpp")
+        );
+        assert_eq!(sniff_inbound(b"ID3\x04"), Some("audio/mpeg"));
+        assert_eq!(sniff_inbound(b"PK\x03\x04word"), Some("application/zip"));
+        assert_eq!(sniff_inbound(b"<html>"), None);
+    }
 
     #[test]
     fn a_digest_hashes_any_file_and_refuses_text_that_stops_being_text() {

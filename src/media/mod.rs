@@ -722,6 +722,139 @@ async fn follow_link(cx: Ctx) -> Result<Reply> {
     serve_object(&cx.env, &row, cx.header("Range").as_deref()).await
 }
 
+/// A file that arrived from elsewhere (a WhatsApp contact's image, voice note, …), stored as
+/// the tenant's media like an upload: typed by its bytes (never by the sender's word), within
+/// the plan's file size limit and storage quota, under `tenants/{tenant_id}/media/{id}` with
+/// its sha256. `link` is a statement that attaches the file to what it came with, run in the
+/// same batch as the row; if it does not apply (someone else stored it first) the row and the
+/// object are removed again and the answer is `Ok(None)`.
+pub struct Incoming<'a> {
+    pub tenant_id: &'a str,
+    pub filename: &'a str,
+    pub declared: &'a str,
+    pub data: Vec<u8>,
+    pub attributes: Value,
+}
+
+/// Why an incoming file cannot be kept (not worth retrying).
+pub fn incoming_type(data: &[u8], declared: &str) -> &'static str {
+    bytes::sniff(data, declared)
+        .or_else(|| bytes::sniff_inbound(data))
+        .unwrap_or("application/octet-stream")
+}
+
+pub async fn store_incoming(
+    env: &Env,
+    db: &Db,
+    cfg: &crate::platform::config::Config,
+    file: Incoming<'_>,
+    link: impl FnOnce(&str) -> Result<D1PreparedStatement>,
+) -> std::result::Result<Option<String>, IncomingRefused> {
+    #[derive(Deserialize)]
+    struct Usage {
+        plan: String,
+        used: i64,
+    }
+    let size = file.data.len() as u64;
+    let usage = db
+        .one::<Usage>(
+            "SELECT t.plan, \
+             (SELECT COALESCE(SUM(size), 0) FROM media WHERE tenant_id = t.id) + \
+             (SELECT COALESCE(SUM(json_extract(p.value, '$.size')), 0) \
+                FROM media_uploads u, json_each(u.parts) p \
+               WHERE u.tenant_id = t.id AND u.status = 'open') AS used \
+             FROM tenants t WHERE t.id = ?1",
+            &args![file.tenant_id],
+        )
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let plan = Plan::parse(&usage.plan).unwrap_or_default();
+    let max = cfg.media_max_bytes.for_plan(plan);
+    if size > max {
+        return Err(IncomingRefused::Kept(format!(
+            "the file ({size} bytes) is above the plan's file size limit ({max} bytes)"
+        )));
+    }
+    let quota = cfg
+        .storage_quota_override
+        .unwrap_or_else(|| storage_quota(plan));
+    if usage.used.max(0) as u64 + size > quota {
+        return Err(IncomingRefused::Kept(format!(
+            "the plan's storage ({quota} bytes) would be exceeded"
+        )));
+    }
+    let content_type = incoming_type(&file.data, file.declared);
+    let new = NewMedia::new(
+        file.tenant_id,
+        file.filename,
+        content_type,
+        size,
+        file.attributes,
+    );
+    let sha = sha256_hex(&file.data);
+    let bucket = env.bucket(bindings::MEDIA)?;
+    bucket
+        .put(&new.key, file.data)
+        .http_metadata(new.http_metadata())
+        .execute()
+        .await?;
+    let linked = link(&new.id)?;
+    let now = clock::rfc3339(clock::now_ms());
+    let written = db
+        .batch(vec![
+            db.stmt(
+                "INSERT INTO media (id, tenant_id, filename, content_type, size, sha256, r2_key, \
+                 attributes, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9)",
+                &args![
+                    new.id.as_str(),
+                    file.tenant_id,
+                    new.filename.as_str(),
+                    new.content_type,
+                    size as i64,
+                    sha.as_str(),
+                    new.key.as_str(),
+                    new.attributes.to_string(),
+                    now
+                ],
+            )?,
+            linked,
+        ])
+        .await;
+    match written {
+        Ok(changes) if changes.get(1).copied().unwrap_or(0) > 0 => Ok(Some(new.id)),
+        other => {
+            if other.is_ok() {
+                db.run("DELETE FROM media WHERE id = ?1", &args![new.id.as_str()])
+                    .await?;
+            }
+            let _ = bucket.delete(&new.key).await;
+            other?;
+            Ok(None)
+        }
+    }
+}
+
+/// Why `store_incoming` did not keep a file.
+#[derive(Debug)]
+pub enum IncomingRefused {
+    /// A lasting reason (size, quota): retrying cannot help.
+    Kept(String),
+    /// Infrastructure trouble (D1, R2): worth retrying.
+    Failed(AppError),
+}
+
+impl From<AppError> for IncomingRefused {
+    fn from(e: AppError) -> Self {
+        IncomingRefused::Failed(e)
+    }
+}
+
+impl From<worker::Error> for IncomingRefused {
+    fn from(e: worker::Error) -> Self {
+        IncomingRefused::Failed(e.into())
+    }
+}
+
 /// Reads a stored file completely (jobs read the documents they process).
 pub async fn read_all(env: &Env, key: &str) -> Result<Vec<u8>> {
     let object = env

@@ -7,6 +7,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use worker::Env;
 
+use super::attachments;
 use super::channel::{self, Credential};
 use super::delivery;
 use super::live;
@@ -79,7 +80,8 @@ pub struct WebhookPayload {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookReceipt {
     pub id: String,
-    /// `received` (queued for processing) or `invalid` (stored, not processable).
+    /// `received` (queued for processing), `invalid` (stored, not processable) or `rejected`
+    /// (stored, not applied: it names a phone number id that is not the tenant's channel).
     pub status: String,
 }
 
@@ -110,10 +112,28 @@ async fn verify(cx: Ctx) -> Result<Reply> {
     Ok(Reply::text(200, challenge, "text/plain; charset=utf-8"))
 }
 
+/// Why a post is not for this tenant's channel, if it is not.
+fn rejection(payload: &Value, channel: Option<&channel::Row>) -> Option<String> {
+    let ours = channel.map_or("", |c| c.phone_number_id.as_str());
+    let foreign = webhook::foreign_numbers(payload, ours);
+    (!foreign.is_empty()).then(|| {
+        format!(
+            "phone_number_id {} is not this tenant's channel; nothing was applied",
+            foreign.join(", ")
+        )
+    })
+}
+
 async fn receive(cx: Ctx) -> Result<Reply> {
     let tenant_id = cx.param("tenant_id").to_string();
-    let secret = credential(&cx, &tenant_id, Credential::AppSecret).await?;
     let db = cx.db()?;
+    let channel = channel::of_live_tenant(&db, &tenant_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let secret = match &channel {
+        Some(row) => row.open(&cx.config.encryption_key, &tenant_id, Credential::AppSecret)?,
+        None => None,
+    };
     let signature = cx.header("X-Hub-Signature-256");
     let signed = secret
         .as_deref()
@@ -125,17 +145,18 @@ async fn receive(cx: Ctx) -> Result<Reply> {
         ));
     }
     let text = String::from_utf8_lossy(&cx.body).into_owned();
-    let problem = match serde_json::from_str::<Value>(&text) {
-        Ok(v) => webhook::parse(&v).err(),
-        Err(e) => Some(format!("not JSON: {e}")),
+    let (status, problem) = match serde_json::from_str::<Value>(&text) {
+        Ok(v) => match webhook::parse(&v) {
+            Err(e) => ("invalid", Some(e)),
+            Ok(_) => match rejection(&v, channel.as_ref()) {
+                Some(why) => ("rejected", Some(why)),
+                None => ("received", None),
+            },
+        },
+        Err(e) => ("invalid", Some(format!("not JSON: {e}"))),
     };
     let id = ids::new_id("whe");
     let now = cx.now();
-    let status = if problem.is_some() {
-        "invalid"
-    } else {
-        "received"
-    };
     db.run(
         "INSERT INTO webhook_events (id, tenant_id, payload, status, error, received_at, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
@@ -173,9 +194,10 @@ async fn replay(cx: Ctx) -> Result<Reply> {
         )
         .await?
         .ok_or(AppError::NotFound)?;
-    if row.status == "invalid" {
+    if row.status == "invalid" || row.status == "rejected" {
         return Err(AppError::Conflict(
-            "The event is not a processable webhook; replaying it cannot help.".into(),
+            "The event is not a processable webhook for this tenant; replaying it cannot help."
+                .into(),
         ));
     }
     db.batch(vec![
@@ -225,13 +247,26 @@ pub async fn process(env: &Env, event_id: &str) -> Result<()> {
     else {
         return Ok(());
     };
-    if ev.status == "invalid" {
+    if ev.status == "invalid" || ev.status == "rejected" {
         return Ok(());
     }
     let now = clock::rfc3339(clock::now_ms());
     let parsed = serde_json::from_str::<Value>(&ev.payload)
         .map_err(|e| e.to_string())
         .and_then(|v| webhook::parse(&v));
+    // Checked again here: the channel may have changed since the post was stored.
+    let foreign = match serde_json::from_str::<Value>(&ev.payload) {
+        Ok(v) => rejection(&v, channel::find(&db, &ev.tenant_id).await?.as_ref()),
+        Err(_) => None,
+    };
+    if let Some(why) = foreign {
+        db.run(
+            "UPDATE webhook_events SET status = 'rejected', error = ?2, processed_at = ?3 WHERE id = ?1",
+            &args![event_id, why, now.as_str()],
+        )
+        .await?;
+        return Ok(());
+    }
     let parsed = match parsed {
         Ok(p) => p,
         Err(e) => {
@@ -270,12 +305,13 @@ async fn apply_inbound(env: &Env, db: &Db, tenant_id: &str, m: &Inbound, now: &s
     let contact_id = store::upsert_contact(db, tenant_id, &m.from, &m.name, now).await?;
     let (conversation_id, _) = store::active_conversation(db, tenant_id, &contact_id, now).await?;
     let id = ids::ordered_id("msg", clock::now_ms());
+    let media = attachments::initial_status(&m.kind, &m.content);
     let changes = db
         .batch(vec![
             db.stmt(
                 "INSERT OR IGNORE INTO messages (id, tenant_id, conversation_id, direction, wamid, type, \
-                 text, content, status, wa_timestamp, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, 'inbound', ?4, ?5, ?6, ?7, 'received', ?8, ?9, ?9)",
+                 text, content, status, wa_timestamp, created_at, updated_at, media_status) \
+                 VALUES (?1, ?2, ?3, 'inbound', ?4, ?5, ?6, ?7, 'received', ?8, ?9, ?9, ?10)",
                 &args![
                     id.as_str(),
                     tenant_id,
@@ -285,7 +321,8 @@ async fn apply_inbound(env: &Env, db: &Db, tenant_id: &str, m: &Inbound, now: &s
                     m.text.as_str(),
                     m.content.to_string(),
                     m.timestamp.clone(),
-                    now
+                    now,
+                    media
                 ],
             )?,
             // Only when the insert above happened: a redelivery bumps nothing.
@@ -300,6 +337,23 @@ async fn apply_inbound(env: &Env, db: &Db, tenant_id: &str, m: &Inbound, now: &s
     if changes[0] == 1 {
         let message = store::message(db, tenant_id, &id).await?;
         live::publish(env, &conversation_id, "message.created", &message).await;
+    }
+    if media.is_some() {
+        // Also on a redelivery while still pending: the first enqueue may be what failed.
+        // A fetch finding the attachment already stored does nothing.
+        #[derive(Deserialize)]
+        struct Pending {
+            id: String,
+        }
+        if let Some(p) = db
+            .one::<Pending>(
+                "SELECT id FROM messages WHERE tenant_id = ?1 AND wamid = ?2 AND media_status = 'pending'",
+                &args![tenant_id, m.wamid.as_str()],
+            )
+            .await?
+        {
+            queue::enqueue(env, &Job::InboundMedia { message_id: p.id }, 0).await?;
+        }
     }
     Ok(())
 }

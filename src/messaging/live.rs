@@ -1,12 +1,21 @@
 //! Live updates: `GET /conversations/:id/live` upgrades to a WebSocket held by the
 //! conversation's `ConversationHub` Durable Object; webhook processing, sends and inbox changes
 //! publish events (`message.created`, `message.status`, `conversation.updated`) to it.
+//!
+//! A socket lasts no longer than what let it in: the hub closes it (1008, policy violation)
+//! when the token it was opened with expires, and the tenant's gate — told of every session's
+//! socket when it opens — has the hubs close it when an invalidation ends the session (log-out,
+//! password change, the user suspended or deleted, a role without inbox access, the tenant
+//! suspended).
 
 use serde::Serialize;
 use serde_json::json;
 use worker::{Env, Headers, Method, Request, RequestInit};
 
 use super::store;
+use crate::auth::gate::{self, LiveSocket, Loaded};
+use crate::auth::jwt;
+use crate::auth::roles::Role;
 use crate::handler;
 use crate::http::context::Ctx;
 use crate::http::reply::Reply;
@@ -47,14 +56,28 @@ async fn connect(cx: Ctx) -> Result<Reply> {
             "This endpoint speaks WebSocket: send `Upgrade: websocket`.".into(),
         ));
     }
+    let offered = cx.header("Sec-WebSocket-Protocol").unwrap_or_default();
+    let p = cx.principal()?;
+    // The token that let the caller in (the dispatcher accepted it from one of these places).
+    let token = cx
+        .header("Authorization")
+        .and_then(|h| {
+            let (scheme, value) = h.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| value.trim().to_string())
+        })
+        .or_else(|| cx.query("access_token").map(str::to_string))
+        .or_else(|| router::bearer_subprotocol(&offered));
+    let expires_ms = token
+        .and_then(|t| jwt::expires_ms(&cx.config.jwt_secret, &t))
+        .unwrap_or(i64::MAX);
     let headers = Headers::new();
     headers.set("Upgrade", "websocket")?;
-    headers.set(
-        "X-User-Id",
-        cx.principal()?.user_id.as_deref().unwrap_or(""),
-    )?;
+    headers.set("X-User-Id", p.user_id.as_deref().unwrap_or(""))?;
+    headers.set("X-Session-Id", p.session_id.as_deref().unwrap_or(""))?;
+    headers.set("X-Expires-Ms", &expires_ms.to_string())?;
     // A client that sent its token as subprotocols must get `bearer` back, or it drops the socket.
-    let offered = cx.header("Sec-WebSocket-Protocol").unwrap_or_default();
     if router::offers_bearer(&offered) {
         headers.set("Sec-WebSocket-Protocol", "bearer")?;
     }
@@ -68,7 +91,64 @@ async fn connect(cx: Ctx) -> Result<Reply> {
     let response = stub
         .fetch_with_request(hub_request("/connect", &init)?)
         .await?;
+    if let (Some(user_id), Some(session_id)) = (&p.user_id, &p.session_id) {
+        let socket = LiveSocket {
+            tenant_id: p.tenant_id.clone(),
+            conversation_id: conversation.id.clone(),
+            user_id: user_id.clone(),
+            session_id: session_id.clone(),
+            expires_ms,
+        };
+        // Without the registration an ended session's socket would stay open until its
+        // token expires: refuse the socket rather than keep it unsupervised.
+        if let Err(e) = gate::live_opened(&cx.env, socket).await {
+            let _ = close_sessions(
+                &cx.env,
+                &conversation.id,
+                std::slice::from_ref(session_id),
+                "unavailable",
+            )
+            .await;
+            return Err(e);
+        }
+    }
     Ok(Reply::upgrade(response))
+}
+
+/// Whether a session's live socket may stay open, judged from what the gate loaded now: the
+/// session's caller still passes the gate's checks and still has a role that may work the inbox.
+pub fn may_stay(loaded: Option<&Loaded>, socket: &LiveSocket, now_ms: i64) -> bool {
+    let now = crate::platform::clock::rfc3339(now_ms);
+    socket.expires_ms > now_ms
+        && loaded.is_some_and(|l| {
+            gate::check(l, &socket.tenant_id, &socket.user_id, &now).is_ok()
+                && l.session
+                    .as_ref()
+                    .is_some_and(|s| s.id == socket.session_id)
+                && Role::parse(&l.user.role).is_some_and(|r| r.at_least(Role::Agent))
+        })
+}
+
+/// Asks a conversation's hub to close the sockets of these sessions (1008).
+pub async fn close_sessions(
+    env: &Env,
+    conversation_id: &str,
+    session_ids: &[String],
+    reason: &str,
+) -> Result<()> {
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(
+        json!({"session_ids": session_ids, "reason": reason})
+            .to_string()
+            .into(),
+    ));
+    let stub = env
+        .durable_object(bindings::CONVERSATION_HUB)?
+        .id_from_name(conversation_id)?
+        .get_stub()?;
+    stub.fetch_with_request(hub_request("/close", &init)?)
+        .await?;
+    Ok(())
 }
 
 /// Sends an event to the conversation's live feed. Best effort: the inbox works without it, so
@@ -93,5 +173,99 @@ pub async fn publish<T: Serialize>(env: &Env, conversation_id: &str, kind: &str,
             "{}",
             json!({"level": "warn", "event": "live.publish_failed", "conversation_id": conversation_id, "error": e.to_string()})
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::gate::SessionState;
+    use crate::platform::clock::rfc3339;
+    use crate::platform::plan::Plan;
+    use crate::tenants::model::{Tenant, TenantRecord};
+    use crate::users::model::User;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn loaded(role: &str, status: &str, revoked: bool) -> Loaded {
+        Loaded {
+            user: User {
+                id: "usr_1".into(),
+                tenant_id: "ten_1".into(),
+                email: "a@b.io".into(),
+                full_name: "Ada".into(),
+                role: role.into(),
+                status: status.into(),
+                created_at: rfc3339(NOW),
+                last_login: None,
+            },
+            session: Some(SessionState {
+                id: "ses_1".into(),
+                user_id: "usr_1".into(),
+                revoked_at: revoked.then(|| rfc3339(NOW)),
+                expires_at: rfc3339(NOW + 3_600_000),
+            }),
+            tenant: TenantRecord {
+                tenant: Tenant {
+                    id: "ten_1".into(),
+                    name: "Org".into(),
+                    slug: "org".into(),
+                    plan: Plan::Pro,
+                    status: "active".into(),
+                    subscription_amount: 0.0,
+                    subscription_start_date: None,
+                    subscription_end_date: None,
+                    created_at: rfc3339(NOW),
+                    updated_at: rfc3339(NOW),
+                },
+                deleted_at: None,
+            },
+        }
+    }
+
+    fn socket(expires_ms: i64) -> LiveSocket {
+        LiveSocket {
+            tenant_id: "ten_1".into(),
+            conversation_id: "cnv_1".into(),
+            user_id: "usr_1".into(),
+            session_id: "ses_1".into(),
+            expires_ms,
+        }
+    }
+
+    #[test]
+    fn a_socket_stays_only_while_its_session_and_role_allow_the_inbox() {
+        let live = socket(NOW + 60_000);
+        assert!(may_stay(
+            Some(&loaded("agent", "active", false)),
+            &live,
+            NOW
+        ));
+        assert!(may_stay(
+            Some(&loaded("owner", "active", false)),
+            &live,
+            NOW
+        ));
+        assert!(
+            !may_stay(Some(&loaded("agent", "active", true)), &live, NOW),
+            "logged out"
+        );
+        assert!(!may_stay(
+            Some(&loaded("agent", "suspended", false)),
+            &live,
+            NOW
+        ));
+        assert!(
+            !may_stay(Some(&loaded("member", "active", false)), &live, NOW),
+            "no inbox role"
+        );
+        assert!(!may_stay(None, &live, NOW), "deleted");
+        assert!(
+            !may_stay(Some(&loaded("agent", "active", false)), &socket(NOW), NOW),
+            "expired"
+        );
+        let mut other = loaded("agent", "active", false);
+        other.session.as_mut().unwrap().id = "ses_2".into();
+        assert!(!may_stay(Some(&other), &live, NOW), "another session's row");
     }
 }

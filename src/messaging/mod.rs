@@ -2,6 +2,7 @@
 //! contacts for agents, paced outbound sends, templates and campaigns, and live updates over
 //! WebSockets held by a Durable Object per conversation.
 
+pub mod attachments;
 pub mod campaigns;
 pub mod channel;
 pub mod delivery;

@@ -139,8 +139,20 @@ pub struct Message {
     pub campaign_id: Option<String>,
     /// When WhatsApp says the message was sent (inbound).
     pub timestamp: Option<String>,
+    /// An inbound image, document, audio or video: the tenant media file it was stored as.
+    pub media: Option<MessageMedia>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// An inbound message's attachment, fetched from the Graph API into the tenant's media.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MessageMedia {
+    /// The media file (`GET /media/:id`, `/media/:id/download`), once stored.
+    pub id: Option<String>,
+    /// `pending` (being fetched), `stored` or `failed`.
+    pub status: String,
+    pub error: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -160,6 +172,9 @@ pub struct MessageRow {
     sent_by: Option<String>,
     campaign_id: Option<String>,
     wa_timestamp: Option<String>,
+    media_id: Option<String>,
+    media_status: Option<String>,
+    media_error: Option<String>,
     created_at: String,
     updated_at: String,
 }
@@ -181,6 +196,11 @@ impl From<MessageRow> for Message {
             sent_by: r.sent_by,
             campaign_id: r.campaign_id,
             timestamp: r.wa_timestamp,
+            media: r.media_status.map(|status| MessageMedia {
+                id: r.media_id,
+                status,
+                error: r.media_error,
+            }),
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -190,7 +210,8 @@ impl From<MessageRow> for Message {
 pub const MESSAGE_COLUMNS: &str = "messages.id, messages.conversation_id, messages.direction, \
      messages.wamid, messages.type, messages.text, messages.content, messages.status, \
      messages.error_code, messages.error_title, messages.attempts, messages.sent_by, \
-     messages.campaign_id, messages.wa_timestamp, messages.created_at, messages.updated_at";
+     messages.campaign_id, messages.wa_timestamp, messages.media_id, messages.media_status, \
+     messages.media_error, messages.created_at, messages.updated_at";
 
 /// Tags: up to 20, each 1–40 characters, deduplicated.
 pub fn tags(list: &[String]) -> std::result::Result<Vec<String>, String> {

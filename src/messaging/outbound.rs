@@ -44,7 +44,53 @@ pub fn routes() -> Vec<Route> {
             .body("SendMessage")
             .accepted("Message")
             .idempotent(),
+        Route::post(
+            "/api/v1/admin/messages/:id/requeue",
+            Access::PlatformAdmin,
+            handler!(requeue),
+        )
+        .doc(
+            "admin",
+            "Queue an outbound message's send job again (safe: a claimed, sent or failed message is never sent again)",
+        )
+        .accepted("Message"),
     ]
+}
+
+/// For an operator whose send job was lost: queues it again. The send's claim makes this safe
+/// at any moment; only a message still `queued` is sent, once.
+async fn requeue(cx: Ctx) -> Result<Reply> {
+    #[derive(Deserialize)]
+    struct Row {
+        tenant_id: String,
+        direction: String,
+    }
+    let db = cx.db()?;
+    let id = cx.param("id").to_string();
+    let row: Row = db
+        .one(
+            "SELECT tenant_id, direction FROM messages WHERE id = ?1",
+            &args![id.as_str()],
+        )
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if row.direction != "outbound" {
+        return Err(AppError::Conflict(
+            "Only outbound messages are sent.".into(),
+        ));
+    }
+    let job = Job::Send {
+        message_id: id.clone(),
+        slot_ms: None,
+    };
+    queue::enqueue(&cx.env, &job, 0).await?;
+    audit::entry(&cx, "message.requeued")
+        .tenant(row.tenant_id.as_str())
+        .target("message", id.as_str())
+        .write(&db)
+        .await?;
+    let message = store::message(&db, &row.tenant_id, &id).await?;
+    Reply::accepted(&message, format!("/api/v1/messages/{id}"))
 }
 
 /// `POST /messages`: `conversation_id` or `to`, and the content for `type`.
@@ -225,6 +271,7 @@ pub async fn queue_message(env: &Env, db: &Db, q: &Queued<'_>) -> Result<String>
         env,
         &Job::Send {
             message_id: id.clone(),
+            slot_ms: None,
         },
         0,
     )
@@ -299,8 +346,53 @@ struct SendRow {
     wa_id: String,
 }
 
-/// The queue consumer's work for one outbound message.
-pub async fn send(env: &Env, cfg: &Config, message_id: &str) -> Result<Outcome> {
+/// The Graph API call's deadline (the claim's lease is longer: `delivery::SEND_LEASE_MS`).
+const SEND_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A booked pacing slot this close ahead counts as reached (queue delays are whole seconds).
+const SLOT_SLACK_MS: i64 = 250;
+
+/// Where a send stands with its number's send rate.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pace {
+    /// Go now.
+    Go,
+    /// Wait: re-schedule with this delay (seconds), booked for the slot (epoch ms).
+    Wait { delay_secs: u32, slot_ms: i64 },
+}
+
+/// Decides from the job's booked slot (if any) and, when there is none, the bucket's answer.
+pub fn pace(now_ms: i64, booked: Option<i64>, take: Option<ratelimit::Take>) -> Pace {
+    let wait = |slot_ms: i64| Pace::Wait {
+        delay_secs: ((slot_ms - now_ms + 999) / 1000).clamp(1, 43_200) as u32,
+        slot_ms,
+    };
+    if let Some(slot) = booked {
+        return if now_ms + SLOT_SLACK_MS >= slot {
+            Pace::Go
+        } else {
+            wait(slot)
+        };
+    }
+    match take {
+        Some(t) if !t.allowed && t.wait_ms > SLOT_SLACK_MS => wait(now_ms + t.wait_ms),
+        // Allowed, a slot about to come, or the limiter unavailable (fail open).
+        _ => Pace::Go,
+    }
+}
+
+/// The queue consumer's work for one outbound message. `delivery_id` is the queue message's
+/// id; with a nonce per invocation it names the claim's holder. Waiting for the send rate and
+/// retrying a transient failure both re-schedule a new queue message with a delay and ack this
+/// one, so the queue's own retries (and its dead-letter limit) are left for infrastructure
+/// errors; the real send failures are counted in the message's `attempts`.
+pub async fn send(
+    env: &Env,
+    cfg: &Config,
+    delivery_id: &str,
+    message_id: &str,
+    slot_ms: Option<i64>,
+) -> Result<Outcome> {
     let db = Db::from_env(env)?;
     let Some(m) = db
         .one::<SendRow>(
@@ -313,8 +405,9 @@ pub async fn send(env: &Env, cfg: &Config, message_id: &str) -> Result<Outcome> 
     else {
         return Ok(Outcome::Ack);
     };
-    if delivery::next(m.status, Event::Accepted).is_err() {
-        // Already sent (a redelivery) or failed.
+    if delivery::next(m.status, Event::Claimed).is_err() {
+        // Already sent or failed, or claimed by another delivery (in flight, or crashed mid-call:
+        // the sweep resolves that one). Never sent twice.
         return Ok(Outcome::Ack);
     }
     let channel = channel::find(&db, &m.tenant_id).await?;
@@ -326,6 +419,7 @@ pub async fn send(env: &Env, cfg: &Config, message_id: &str) -> Result<Outcome> 
         let failed = delivery::send_failed(
             &db,
             message_id,
+            None,
             m.attempts,
             "channel",
             "The WhatsApp channel is not connected.",
@@ -334,23 +428,48 @@ pub async fn send(env: &Env, cfg: &Config, message_id: &str) -> Result<Outcome> 
         finish(env, &db, &m, message_id, failed).await?;
         return Ok(Outcome::Ack);
     };
-    let paced = ratelimit::take_tokens(
-        env,
-        &format!("send:{}", channel.phone_number_id),
-        TakeRequest {
-            rate_per_sec: cfg.send_rate_per_sec,
-            burst: cfg.send_rate_per_sec.max(1.0),
-            cost: 1.0,
-        },
-    )
-    .await;
-    match paced {
-        Ok(t) if !t.allowed => {
-            // The bucket is empty: wait for a token instead of failing.
-            return Ok(Outcome::Retry(((t.wait_ms + 999) / 1000).max(1) as u32));
-        }
-        Ok(_) => {}
-        Err(e) => worker::console_error!("send pacing unavailable, sending anyway: {e}"),
+    let take = match slot_ms {
+        Some(_) => None,
+        None => ratelimit::take_tokens(
+            env,
+            &format!("send:{}", channel.phone_number_id),
+            TakeRequest {
+                rate_per_sec: cfg.send_rate_per_sec,
+                burst: cfg.send_rate_per_sec.max(1.0),
+                cost: 1.0,
+                reserve: true,
+            },
+        )
+        .await
+        .map_err(|e| worker::console_error!("send pacing unavailable, sending anyway: {e}"))
+        .ok(),
+    };
+    if let Pace::Wait {
+        delay_secs,
+        slot_ms,
+    } = pace(clock::now_ms(), slot_ms, take)
+    {
+        // The slot is booked: come back for it without spending an attempt.
+        let job = Job::Send {
+            message_id: message_id.to_string(),
+            slot_ms: Some(slot_ms),
+        };
+        queue::enqueue(env, &job, delay_secs).await?;
+        return Ok(Outcome::Ack);
+    }
+    let holder = format!("{delivery_id}:{}", ids::new_id("snd"));
+    let now_ms = clock::now_ms();
+    let claimed = delivery::claim(
+        &db,
+        message_id,
+        &holder,
+        now_ms + delivery::SEND_LEASE_MS,
+        &clock::rfc3339(now_ms),
+    )?
+    .run(&db)
+    .await?;
+    if !claimed {
+        return Ok(Outcome::Ack);
     }
     let content: Value = serde_json::from_str(&m.content).unwrap_or(Value::Null);
     let body = graph_body(&m.wa_id, &m.kind, &content).to_string();
@@ -366,34 +485,51 @@ pub async fn send(env: &Env, cfg: &Config, message_id: &str) -> Result<Outcome> 
         .with_headers(headers)
         .with_body(Some(body.into()));
     let attempt = m.attempts + 1;
+    let answer = fetch_text(&cfg.egress, Request::new_with_init(&url, &init)?, SEND_TIMEOUT).await;
     let now = clock::rfc3339(clock::now_ms());
-    let (status, text) = match fetch_text(
-        &cfg.egress,
-        Request::new_with_init(&url, &init)?,
-        Duration::from_secs(20),
-    )
-    .await
-    {
+    let (status, text) = match answer {
         Ok(r) => r,
-        Err(e) => (0, json!({"error": {"message": e}}).to_string()),
+        Err(e) => {
+            // No answer: Meta may or may not have the message. It stays claimed; when the lease
+            // runs out the sweep fails it with that reason (sending again could send it twice).
+            worker::console_error!(
+                "{}",
+                json!({"level": "warn", "event": "send.unconfirmed", "message_id": message_id, "error": e})
+            );
+            return Ok(Outcome::Ack);
+        }
     };
     if (200..300).contains(&status) {
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let wamid = v["messages"][0]["id"].as_str().map(str::to_string);
-        let sent = delivery::accepted(&db, message_id, wamid, attempt, &now)?;
+        let sent = delivery::accepted(&db, message_id, &holder, wamid, attempt, &now)?;
         finish(env, &db, &m, message_id, sent).await?;
         return Ok(Outcome::Ack);
     }
-    let (code, title, transient) = graph_error(if status == 0 { 503 } else { status }, &text);
+    let (code, title, transient) = graph_error(status, &text);
     if transient && attempt < MAX_SEND_ATTEMPTS {
-        delivery::send_retrying(&db, message_id, attempt, &code, &title, &now)?
+        delivery::send_retrying(&db, message_id, &holder, attempt, &code, &title, &now)?
             .run(&db)
             .await?;
-        return Ok(Outcome::Retry(backoff_secs(attempt)));
+        // If this enqueue fails, the error makes the queue redeliver this message, which finds
+        // the send queued again and carries on.
+        let job = Job::Send {
+            message_id: message_id.to_string(),
+            slot_ms: None,
+        };
+        queue::enqueue(env, &job, backoff_secs(attempt)).await?;
+        return Ok(Outcome::Ack);
     }
-    let failed = delivery::send_failed(&db, message_id, attempt, &code, &title, &now)?;
+    let failed =
+        delivery::send_failed(&db, message_id, Some(&holder), attempt, &code, &title, &now)?;
     finish(env, &db, &m, message_id, failed).await?;
     Ok(Outcome::Ack)
+}
+
+/// The sweep: sends whose claim ran out without an outcome are failed (not sent again).
+pub async fn resolve_abandoned(db: &Db, now_ms: i64) -> Result<u64> {
+    let g = delivery::abandoned(db, now_ms, &clock::rfc3339(now_ms))?;
+    db.run_stmt(g.0).await
 }
 
 /// Runs a send's final move and tells the conversation's live feed.
@@ -443,6 +579,40 @@ mod tests {
         );
         let i = graph_body("1", "image", &json!({"id": "MEDIA1", "caption": null}));
         assert_eq!(i["image"], json!({"id": "MEDIA1"}));
+    }
+
+    #[test]
+    fn a_send_waits_for_its_booked_slot_and_goes_when_it_comes() {
+        let take = |allowed, wait_ms| {
+            Some(ratelimit::Take {
+                allowed,
+                wait_ms,
+                reserved: !allowed,
+            })
+        };
+        assert_eq!(pace(1_000, None, take(true, 0)), Pace::Go);
+        assert_eq!(pace(1_000, None, None), Pace::Go, "limiter down: fail open");
+        assert_eq!(
+            pace(1_000, None, take(false, 2_500)),
+            Pace::Wait {
+                delay_secs: 3,
+                slot_ms: 3_500
+            }
+        );
+        assert_eq!(
+            pace(1_000, None, take(false, 100)),
+            Pace::Go,
+            "a slot about to come"
+        );
+        // Redelivered for its slot: no second booking, and an early delivery waits again.
+        assert_eq!(pace(3_400, Some(3_500), None), Pace::Go);
+        assert_eq!(
+            pace(2_000, Some(3_500), None),
+            Pace::Wait {
+                delay_secs: 2,
+                slot_ms: 3_500
+            }
+        );
     }
 
     #[test]

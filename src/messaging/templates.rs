@@ -180,7 +180,12 @@ fn valid_language(l: &str) -> bool {
             || (region.len() == 2 && region.chars().all(|c| c.is_ascii_uppercase())))
 }
 
-async fn find(db: &Db, tenant_id: &str, name: &str, language: &str) -> Result<Option<Template>> {
+pub async fn find(
+    db: &Db,
+    tenant_id: &str,
+    name: &str,
+    language: &str,
+) -> Result<Option<Template>> {
     Ok(db
         .one::<TemplateRow>(
             &format!("SELECT {TEMPLATE_COLUMNS} FROM templates WHERE tenant_id = ?1 AND name = ?2 AND language = ?3"),
@@ -203,19 +208,24 @@ pub async fn render(db: &Db, tenant_id: &str, t: &TemplateRef) -> Result<String>
             format!("the template takes {} parameters", template.parameter_count),
         ));
     }
-    let body = template
-        .components
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| {
-            c["type"]
-                .as_str()
-                .is_some_and(|k| k.eq_ignore_ascii_case("BODY"))
-        })
-        .and_then(|c| c["text"].as_str())
-        .unwrap_or_default();
-    Ok(fill(body, &t.parameters))
+    Ok(fill(template.body_text(), &t.parameters))
+}
+
+impl Template {
+    /// The BODY component's text, with its `{{n}}` placeholders.
+    pub fn body_text(&self) -> &str {
+        self.components
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| {
+                c["type"]
+                    .as_str()
+                    .is_some_and(|k| k.eq_ignore_ascii_case("BODY"))
+            })
+            .and_then(|c| c["text"].as_str())
+            .unwrap_or_default()
+    }
 }
 
 async fn list(cx: Ctx) -> Result<Reply> {

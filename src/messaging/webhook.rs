@@ -128,6 +128,29 @@ pub fn parse(payload: &Value) -> Result<Parsed, String> {
     Ok(out)
 }
 
+/// The phone number ids a post names that are not `ours`: every change that carries messages
+/// or statuses must be for the tenant's own channel (tenants sharing one Meta app receive each
+/// other's posts only if someone replays them at the wrong URL). A change without an id counts
+/// as foreign.
+pub fn foreign_numbers(payload: &Value, ours: &str) -> Vec<String> {
+    let mut foreign: Vec<String> = Vec::new();
+    let entries = payload.get("entry").and_then(Value::as_array);
+    for entry in entries.into_iter().flatten() {
+        for change in entry["changes"].as_array().into_iter().flatten() {
+            let value = &change["value"];
+            let carries = |k: &str| value[k].as_array().is_some_and(|a| !a.is_empty());
+            if !carries("messages") && !carries("statuses") {
+                continue;
+            }
+            let id = s(&value["metadata"]["phone_number_id"]);
+            if (id.is_empty() || id != ours) && !foreign.contains(&id) {
+                foreign.push(id);
+            }
+        }
+    }
+    foreign
+}
+
 /// A one-line description of a message for inbox lists.
 pub fn preview(kind: &str, c: &Value) -> String {
     let caption = |fallback: &str| {
@@ -186,6 +209,22 @@ mod tests {
             "metadata": {"display_phone_number": "15550001111", "phone_number_id": "PN1"},
             "contacts": [{"profile": {"name": "Kerry Fisher"}, "wa_id": "16315551181"}],
             "messages": messages, "statuses": statuses}}]}]})
+    }
+
+    #[test]
+    fn only_changes_for_the_tenants_own_number_pass() {
+        let msg = json!([{"from": "1", "id": "wamid.1", "type": "text", "text": {"body": "x"}}]);
+        assert!(foreign_numbers(&post(msg.clone(), json!([])), "PN1").is_empty());
+        assert_eq!(
+            foreign_numbers(&post(msg.clone(), json!([])), "PN2"),
+            ["PN1"]
+        );
+        let status = json!([{"id": "wamid.1", "status": "read"}]);
+        assert_eq!(foreign_numbers(&post(json!([]), status), "PN2"), ["PN1"]);
+        // Nothing to apply, nothing to reject; a change without metadata is foreign.
+        assert!(foreign_numbers(&post(json!([]), json!([])), "PN2").is_empty());
+        let bare = json!({"entry": [{"changes": [{"value": {"messages": msg}}]}]});
+        assert_eq!(foreign_numbers(&bare, "PN1"), [""]);
     }
 
     #[test]

@@ -177,15 +177,7 @@ pub async fn fetch_text(
     request: Request,
     timeout: Duration,
 ) -> std::result::Result<(u16, String), String> {
-    let url = request.url().map_err(|e| e.to_string())?;
-    policy
-        .check(&url)
-        .map_err(|why| format!("refused by the egress policy: the URL {why}"))?;
-    let init = web_sys::RequestInit::new();
-    init.set_redirect(web_sys::RequestRedirect::Manual);
-    let request: Request = web_sys::Request::new_with_request_and_init(request.inner(), &init)
-        .map_err(|e| format!("{e:?}"))?
-        .into();
+    let request = guarded(policy, request)?;
     let controller = AbortController::default();
     let signal = controller.signal();
     let call = async move {
@@ -195,6 +187,69 @@ pub async fn fetch_text(
             .map_err(|e| e.to_string())?;
         let text = resp.text().await.map_err(|e| e.to_string())?;
         Ok::<_, String>((resp.status_code(), text))
+    };
+    let call = std::pin::pin!(call);
+    let timer = std::pin::pin!(Delay::from(timeout));
+    match select(call, timer).await {
+        Either::Left((result, _)) => result,
+        Either::Right(_) => {
+            controller.abort();
+            Err(format!("no answer within {} s", timeout.as_secs()))
+        }
+    }
+}
+
+/// The request as it may be sent: its URL passed `policy`, and redirects are not followed.
+fn guarded(policy: &Policy, request: Request) -> std::result::Result<Request, String> {
+    let url = request.url().map_err(|e| e.to_string())?;
+    policy
+        .check(&url)
+        .map_err(|why| format!("refused by the egress policy: the URL {why}"))?;
+    let init = web_sys::RequestInit::new();
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    Ok(
+        web_sys::Request::new_with_request_and_init(request.inner(), &init)
+            .map_err(|e| format!("{e:?}"))?
+            .into(),
+    )
+}
+
+/// `fetch_text` for binary answers (inbound media): the status, the `Content-Type` and the
+/// bytes, refused beyond `max_bytes` (by `Content-Length` when given, else once read). The
+/// same policy and no redirects.
+pub async fn fetch_bytes(
+    policy: &Policy,
+    request: Request,
+    timeout: Duration,
+    max_bytes: u64,
+) -> std::result::Result<(u16, String, Vec<u8>), String> {
+    let request = guarded(policy, request)?;
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let call = async move {
+        let mut resp = Fetch::Request(request)
+            .send_with_signal(&signal)
+            .await
+            .map_err(|e| e.to_string())?;
+        let headers = resp.headers();
+        let content_type = headers
+            .get("Content-Type")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let length = headers
+            .get("Content-Length")
+            .ok()
+            .flatten()
+            .and_then(|l| l.parse::<u64>().ok());
+        if length.is_some_and(|l| l > max_bytes) {
+            return Err(format!("the file is larger than {max_bytes} bytes"));
+        }
+        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(format!("the file is larger than {max_bytes} bytes"));
+        }
+        Ok::<_, String>((resp.status_code(), content_type, bytes))
     };
     let call = std::pin::pin!(call);
     let timer = std::pin::pin!(Delay::from(timeout));

@@ -35,8 +35,17 @@ pub enum Job {
     },
     /// Process a stored WhatsApp webhook event.
     Webhook { event_id: String },
-    /// Send an outbound WhatsApp message.
-    Send { message_id: String },
+    /// Send an outbound WhatsApp message. `slot_ms`: the send's booked pacing slot (epoch ms),
+    /// when it was re-scheduled to wait for its number's send rate (a wait is not an attempt).
+    Send {
+        message_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slot_ms: Option<i64>,
+    },
+    /// Fetch an inbound message's media from the Graph API into the tenant's media.
+    InboundMedia { message_id: String },
+    /// Queue one chunk of a campaign's recipients (`offset`, up to the chunk size).
+    CampaignChunk { campaign_id: String, offset: u32 },
     /// Run a document job (text extraction or OCR).
     Media { job_id: String },
     /// The periodic clean-up (the API Worker's cron trigger enqueues it).
@@ -86,6 +95,8 @@ impl Job {
             Job::Callback { .. } => "callback",
             Job::Webhook { .. } => "webhook",
             Job::Send { .. } => "send",
+            Job::InboundMedia { .. } => "inbound_media",
+            Job::CampaignChunk { .. } => "campaign_chunk",
             Job::Media { .. } => "media_job",
             Job::Sweep => "sweep",
             Job::ApiLogs { .. } => "api_logs",
@@ -100,7 +111,10 @@ impl Job {
                 ("executions", execution_id)
             }
             Job::Webhook { event_id } => ("webhook_events", event_id),
-            Job::Send { message_id } => ("messages", message_id),
+            Job::Send { message_id, .. } | Job::InboundMedia { message_id } => {
+                ("messages", message_id)
+            }
+            Job::CampaignChunk { campaign_id, .. } => ("campaigns", campaign_id),
             Job::Media { job_id } => ("jobs", job_id),
             Job::Sweep | Job::ApiLogs { .. } => return None,
         })
@@ -122,6 +136,18 @@ pub async fn enqueue(env: &Env, job: &Job, delay_secs: u32) -> Result<()> {
         message = message.delay_seconds(delay_secs);
     }
     env.queue(bindings::JOBS)?.send(message.build()).await?;
+    Ok(())
+}
+
+/// Several jobs in one queue call (at most 100, the queue's batch limit), without delay.
+pub async fn enqueue_all(env: &Env, jobs: &[Job]) -> Result<()> {
+    for chunk in jobs.chunks(100) {
+        let bodies = chunk
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        env.queue(bindings::JOBS)?.send_batch(bodies).await?;
+    }
     Ok(())
 }
 

@@ -195,6 +195,11 @@ pub struct TakeRequest {
     pub rate_per_sec: f64,
     pub burst: f64,
     pub cost: f64,
+    /// When the tokens are not there: book them anyway (the bucket goes into debt) and answer
+    /// when they will have been earned, so a paced caller waits once for its own slot instead
+    /// of asking again and again.
+    #[serde(default)]
+    pub reserve: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -202,6 +207,9 @@ pub struct Take {
     pub allowed: bool,
     /// How long until `cost` tokens are there (0 when allowed).
     pub wait_ms: i64,
+    /// Not allowed now, but booked: the caller may go after `wait_ms` without taking again.
+    #[serde(default)]
+    pub reserved: bool,
 }
 
 /// Gives back what an earlier check drew (a reservation that turned out not to count, e.g. a
@@ -259,6 +267,20 @@ pub fn take(state: BucketState, now_ms: i64, req: TakeRequest) -> (BucketState, 
             Take {
                 allowed: true,
                 wait_ms: 0,
+                reserved: false,
+            },
+        )
+    } else if req.reserve {
+        let left = tokens - req.cost;
+        (
+            BucketState {
+                tokens: left,
+                updated_ms: now_ms,
+            },
+            Take {
+                allowed: false,
+                wait_ms: (-left / rate * 1000.0).ceil() as i64,
+                reserved: true,
             },
         )
     } else {
@@ -271,6 +293,7 @@ pub fn take(state: BucketState, now_ms: i64, req: TakeRequest) -> (BucketState, 
             Take {
                 allowed: false,
                 wait_ms,
+                reserved: false,
             },
         )
     }
@@ -362,6 +385,7 @@ mod tests {
             rate_per_sec: 2.0,
             burst: 2.0,
             cost: 1.0,
+            reserve: false,
         };
         let (s, t1) = take(BucketState::default(), 1_000, req);
         let (s, t2) = take(s, 1_000, req);
@@ -371,13 +395,37 @@ mod tests {
             t3,
             Take {
                 allowed: false,
-                wait_ms: 500
+                wait_ms: 500,
+                reserved: false,
             }
         );
         let (s, t4) = take(s, 1_500, req);
         assert!(t4.allowed);
         let (_, t5) = take(s, 10_000, TakeRequest { cost: 3.0, ..req });
         assert!(!t5.allowed, "never more than the burst");
+    }
+
+    #[test]
+    fn reserving_books_consecutive_slots_at_the_rate() {
+        let req = TakeRequest {
+            rate_per_sec: 2.0,
+            burst: 2.0,
+            cost: 1.0,
+            reserve: true,
+        };
+        let mut s = BucketState::default();
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            let (next, t) = take(s, 1_000, req);
+            assert!(t.allowed || t.reserved);
+            waits.push(t.wait_ms);
+            s = next;
+        }
+        // Two from the burst, then one slot every 500 ms.
+        assert_eq!(waits, [0, 0, 500, 1000, 1500, 2000]);
+        // The debt is paid back by time: 2 s later the next booking waits 500 ms again.
+        let (_, t) = take(s, 3_000, req);
+        assert_eq!((t.reserved, t.wait_ms), (true, 500));
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod egress;
 mod gate;
 mod media;
 mod messaging;
+mod messaging_hardening;
 mod ops;
 mod support;
 mod tenants;

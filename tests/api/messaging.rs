@@ -360,7 +360,7 @@ async fn an_agent_reply_reaches_the_graph_api_and_statuses_flow_back_without_goi
         Some(format!("/api/v1/messages/{mid}").as_str())
     );
     let m = poll(&agent.access, &format!("/api/v1/messages/{mid}"), 20, |m| {
-        m["status"] != "queued"
+        m["status"] != "queued" && m["status"] != "sending"
     })
     .await;
     assert_eq!(m["status"], "sent", "{m}");
@@ -456,7 +456,7 @@ async fn a_rejected_send_ends_failed_with_metas_error_and_a_transient_one_is_ret
         &rejected.owner.access,
         &format!("/api/v1/messages/{mid}"),
         20,
-        |m| m["status"] != "queued",
+        |m| m["status"] != "queued" && m["status"] != "sending",
     )
     .await;
     assert_eq!(m["status"], "failed");
@@ -479,7 +479,7 @@ async fn a_rejected_send_ends_failed_with_metas_error_and_a_transient_one_is_ret
         &flaky.owner.access,
         &format!("/api/v1/messages/{mid}"),
         30,
-        |m| m["status"] != "queued",
+        |m| m["status"] != "queued" && m["status"] != "sending",
     )
     .await;
     assert_eq!(m["status"], "sent", "{m}");
