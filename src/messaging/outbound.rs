@@ -485,7 +485,12 @@ pub async fn send(
         .with_headers(headers)
         .with_body(Some(body.into()));
     let attempt = m.attempts + 1;
-    let answer = fetch_text(&cfg.egress, Request::new_with_init(&url, &init)?, SEND_TIMEOUT).await;
+    let answer = fetch_text(
+        &cfg.egress,
+        Request::new_with_init(&url, &init)?,
+        SEND_TIMEOUT,
+    )
+    .await;
     let now = clock::rfc3339(clock::now_ms());
     let (status, text) = match answer {
         Ok(r) => r,
