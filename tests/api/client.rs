@@ -73,6 +73,13 @@ pub async fn exclusive<T>(burst: impl std::future::Future<Output = T>) -> T {
     out
 }
 
+/// Runs `f` (SQL on the worker's local D1 from outside, see `Server::d1`) while no test
+/// request is in flight: the runtime's SQLite answers SQLITE_BUSY instead of waiting when
+/// another process holds the database, which would fail an unrelated test's request.
+pub async fn d1_alone<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    exclusive(async { tokio::task::spawn_blocking(f).await.expect("d1 call") }).await
+}
+
 thread_local! {
     static BURSTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
@@ -144,21 +151,46 @@ impl Req {
         } else {
             Some(TRAFFIC.read().unwrap_or_else(|e| e.into_inner()))
         };
-        let client = reqwest::Client::new();
-        let mut rb = client.request(self.method, format!("{}{}", server().base, self.path));
-        if let Some(t) = self.token {
-            rb = rb.bearer_auth(t);
+        let attempt = || {
+            let client = reqwest::Client::new();
+            let mut rb = client.request(
+                self.method.clone(),
+                format!("{}{}", server().base, self.path),
+            );
+            if let Some(t) = &self.token {
+                rb = rb.bearer_auth(t);
+            }
+            if let Some(ct) = &self.content_type {
+                rb = rb.header("Content-Type", ct);
+            }
+            for (k, v) in &self.headers {
+                rb = rb.header(k, v);
+            }
+            if let Some(b) = &self.body {
+                rb = rb.body(b.clone());
+            }
+            rb.send()
+        };
+        let mut r = attempt().await.expect("request reaches the worker");
+        // The local proxy's own 503 when its connection to the runtime broke under load (not an
+        // answer of the worker): sent once more, unless the worker panicked, which is a failure.
+        if r.status() == 503
+            && r.headers()
+                .get("content-type")
+                .is_none_or(|t| t != "application/problem+json")
+        {
+            let text = r.text().await.unwrap_or_default();
+            assert!(
+                text.starts_with("Your worker restarted mid-request")
+                    && !server().worker_panicked(),
+                "503 from the local runtime: {text}"
+            );
+            eprintln!(
+                "note: the local proxy reset mid-request ({} {}); sent again",
+                self.method, self.path
+            );
+            r = attempt().await.expect("request reaches the worker");
         }
-        if let Some(ct) = self.content_type {
-            rb = rb.header("Content-Type", ct);
-        }
-        for (k, v) in self.headers {
-            rb = rb.header(k, v);
-        }
-        if let Some(b) = self.body {
-            rb = rb.body(b);
-        }
-        let r = rb.send().await.expect("request reaches the worker");
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let bytes = r.bytes().await.map(|b| b.to_vec()).unwrap_or_default();

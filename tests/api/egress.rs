@@ -330,8 +330,15 @@ async fn only_the_platform_admin_reprices_a_workflow_it_made_for_a_client() {
 }
 
 /// Runs SQL against the worker's local D1 file directly: how a row saved before the egress
-/// policy existed (or under a looser one) is simulated.
-fn sql_on_local_d1(sql: &str, args: &[&str]) {
+/// policy existed (or under a looser one) is simulated. Alone (`d1_alone`): the runtime's
+/// SQLite would refuse a request of another test that touched it at the same moment.
+async fn sql_on_local_d1(sql: &str, args: &[&str]) {
+    let sql = sql.to_string();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    d1_alone(move || sql_on_local_d1_now(&sql, &args)).await;
+}
+
+fn sql_on_local_d1_now(sql: &str, args: &[String]) {
     let script = r#"
 import glob, os, sqlite3, sys
 files = [f for f in glob.glob(os.path.join(sys.argv[1], "v3", "d1", "**", "*.sqlite"), recursive=True)
@@ -376,7 +383,8 @@ async fn a_stored_step_url_the_policy_refuses_is_refused_again_when_sent() {
     sql_on_local_d1(
         "UPDATE workflows SET config = ? WHERE id = ?",
         &[&config.to_string(), &wf],
-    );
+    )
+    .await;
     let id = execute(&owner, &wf, json!({})).await;
     let e = wait_for(&owner, &id, 40, ended).await;
     assert_eq!(e["status"], "failed", "{e}");
@@ -404,7 +412,8 @@ async fn a_stored_callback_url_the_policy_refuses_is_refused_again_when_sent() {
             &format!("http://localhost:{}/hook/{key}", mock_port()),
             &owner.tenant_id,
         ],
-    );
+    )
+    .await;
     let wf = deployed(
         &owner,
         json!([{"name": "t", "kind": "transform", "template": {}}]),

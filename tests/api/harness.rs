@@ -20,6 +20,7 @@ pub struct Server {
     /// `d1` (tests that set up what no route can, such as an upload idle for a day).
     pub state: PathBuf,
     config: PathBuf,
+    log: PathBuf,
     _child: Child,
     _mock: Child,
 }
@@ -211,12 +212,20 @@ fn start() -> Server {
         mock,
         state: state.clone(),
         config: cfg,
+        log: log.clone(),
         _child: child,
         _mock: mock_child,
     }
 }
 
 impl Server {
+    /// Whether the worker logged a Rust panic (its hook logs `"level":"panic"`) in this run.
+    pub fn worker_panicked(&self) -> bool {
+        std::fs::read_to_string(&self.log)
+            .map(|l| l.contains("\"level\":\"panic\""))
+            .unwrap_or(false)
+    }
+
     /// Runs SQL against the running worker's local D1 (as `wrangler d1 execute --local` does)
     /// and returns the rows of its last statement.
     pub fn d1(&self, sql: &str) -> Vec<serde_json::Value> {

@@ -959,31 +959,27 @@ async fn the_sweep_aborts_uploads_idle_for_a_day() {
             .await
             .expect(200);
     }
-    let s = server();
-    s.d1(&format!(
+    let sql = format!(
         "UPDATE media_uploads SET updated_at = '2020-01-01T00:00:00.000Z' WHERE id = '{idle}'"
-    ));
+    );
+    d1_alone(move || server().d1(&sql)).await;
     get("/__scheduled?cron=*/5+*+*+*+*")
         .send()
         .await
         .expect(200);
     let status = |id: &str| {
-        s.d1(&format!(
-            "SELECT status FROM media_uploads WHERE id = '{id}'"
-        ))[0]["status"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        let sql = format!("SELECT status FROM media_uploads WHERE id = '{id}'");
+        d1_alone(move || server().d1(&sql)[0]["status"].as_str().unwrap().to_string())
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while status(&idle) != "aborted" {
+    while status(&idle).await != "aborted" {
         assert!(
             std::time::Instant::now() < deadline,
             "the idle upload was not aborted"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
     }
-    assert_eq!(status(&fresh), "open");
+    assert_eq!(status(&fresh).await, "open");
     put(&format!("/api/v1/media/uploads/{idle}/parts/2"))
         .token(&owner.access)
         .raw(b"more", "application/octet-stream")
