@@ -95,36 +95,53 @@ struct Reservation<'a> {
 }
 
 impl<'a> Reservation<'a> {
-    /// Draws one attempt from each budget in turn (the first one's decision goes into the
-    /// response headers); when one refuses, the others are given back and the answer is 429.
+    /// Draws one attempt from every budget at once (one round trip; the first budget's
+    /// decision goes into the response headers). When one refuses, the draws that were
+    /// allowed are given back before the 429 answers, so a refused attempt costs nothing.
     async fn take(cx: &'a Ctx, budgets: Vec<(String, Budget)>) -> Result<Reservation<'a>> {
+        let draws = budgets.iter().enumerate().map(|(i, (key, b))| async move {
+            if i == 0 {
+                cx.limit(key, b.limit, b.window_secs, 1).await
+            } else {
+                ratelimit::draw(&cx.env, key, b.limit, b.window_secs, 1).await
+            }
+        });
+        let decisions = futures_util::future::join_all(draws).await;
         let mut held = Reservation {
             cx,
             taken: Vec::new(),
         };
-        for (i, (key, b)) in budgets.into_iter().enumerate() {
-            let d = if i == 0 {
-                cx.limit(&key, b.limit, b.window_secs, 1).await
+        let mut refused = None;
+        for ((key, b), d) in budgets.into_iter().zip(decisions) {
+            if d.allowed {
+                held.taken.push((key, b));
             } else {
-                ratelimit::draw(&cx.env, &key, b.limit, b.window_secs, 1).await
-            };
-            if !d.allowed {
-                held.give_back().await;
-                return Err(AppError::RateLimited {
-                    retry_after_secs: d.retry_after_secs.max(1),
-                });
+                refused = refused.max(Some(d.retry_after_secs.max(1)));
             }
-            held.taken.push((key, b));
         }
-        Ok(held)
+        match refused {
+            None => Ok(held),
+            Some(retry_after_secs) => {
+                refund(&cx.env, &held.taken).await;
+                Err(AppError::RateLimited { retry_after_secs })
+            }
+        }
     }
 
-    /// The attempt was not a failure: it costs nothing.
-    async fn give_back(self) {
-        for (key, b) in &self.taken {
-            ratelimit::refund_draw(&self.cx.env, key, b.window_secs, 1).await;
-        }
+    /// The attempt was not a failure: it costs nothing. Given back after the response is
+    /// sent (the caller does not wait for it).
+    fn give_back(self) {
+        let env = self.cx.env.clone();
+        let taken = self.taken;
+        self.cx.defer(async move { refund(&env, &taken).await });
     }
+}
+
+async fn refund(env: &worker::Env, taken: &[(String, Budget)]) {
+    let back = taken
+        .iter()
+        .map(|(key, b)| ratelimit::refund_draw(env, key, b.window_secs, 1));
+    futures_util::future::join_all(back).await;
 }
 
 /// A log-in's budgets: per client IP and e-mail, and per e-mail across all IPs.
@@ -275,7 +292,7 @@ async fn login(cx: Ctx) -> Result<Reply> {
         return Err(invalid_credentials());
     };
     // The password was right: this attempt is not a failure.
-    attempt.give_back().await;
+    attempt.give_back();
     let user = cred.user;
     if !account::account_usable(
         &user.status,
@@ -495,7 +512,7 @@ async fn change_password(cx: Ctx) -> Result<Reply> {
             "The current password is incorrect.".into(),
         ));
     }
-    attempt.give_back().await;
+    attempt.give_back();
     let hash = password::hash(&new_password).await?;
     let now = cx.now();
     db.batch(vec![
