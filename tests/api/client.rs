@@ -272,6 +272,31 @@ pub async fn admin() -> Session {
     session_from(r.data(), &s.admin_email, &s.admin_password)
 }
 
+/// Waits up to `secs` for the tenant's dead letter that `matches` (as the platform admin sees
+/// it in `/admin/errors`) and returns it; fails the test with `what` when none came.
+pub async fn dead_letter(
+    tenant_id: &str,
+    secs: u64,
+    what: &str,
+    matches: impl Fn(&Value) -> bool,
+) -> Value {
+    let admin = admin().await;
+    let path = format!("/api/v1/admin/errors?source=dead_letter&tenant_id={tenant_id}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let r = get(&path).token(&admin.access).send().await.expect(200);
+        if let Some(d) = r.data().as_array().unwrap().iter().find(|d| matches(d)) {
+            return d.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dead letter for {what}: {}",
+            r.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
 /// Adds a user with `role` to the session's tenant (through the platform admin) and logs in.
 pub async fn add_user(owner: &Session, role: &str) -> Session {
     let admin = admin().await;

@@ -420,38 +420,16 @@ async fn a_stored_callback_url_the_policy_refuses_is_refused_again_when_sent() {
     )
     .await;
     let id = execute(&owner, &wf, json!({})).await;
-    let admin = admin().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
-    loop {
-        let r = get(&format!(
-            "/api/v1/admin/errors?source=dead_letter&tenant_id={}",
-            owner.tenant_id
-        ))
-        .token(&admin.access)
-        .send()
-        .await
-        .expect(200);
-        if let Some(d) = r
-            .data()
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["execution_id"] == id.as_str())
-        {
-            assert_eq!(d["kind"], "callback");
-            let error = d["error"].as_str().unwrap();
-            assert!(
-                error.contains("egress policy") && error.contains("localhost"),
-                "{d}"
-            );
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no dead letter for the refused callback"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    }
+    let d = dead_letter(&owner.tenant_id, 40, "the refused callback", |d| {
+        d["execution_id"] == id.as_str()
+    })
+    .await;
+    assert_eq!(d["kind"], "callback");
+    let error = d["error"].as_str().unwrap();
+    assert!(
+        error.contains("egress policy") && error.contains("localhost"),
+        "{d}"
+    );
     assert!(
         mock_calls(&key).await.is_empty(),
         "the refused callback was sent"

@@ -886,30 +886,11 @@ async fn a_failed_callback_delivery_is_retried_and_an_always_failing_one_is_dead
         .await
         .expect(200);
     let id = execute(&owner, &wf, json!({})).await;
-    let admin = admin().await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = get(&format!(
-            "/api/v1/admin/errors?source=dead_letter&tenant_id={}",
-            owner.tenant_id
-        ))
-        .token(&admin.access)
-        .send()
-        .await
-        .expect(200);
-        if let Some(d) = r
-            .data()
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["execution_id"] == id.as_str())
-        {
-            assert_eq!(d["kind"], "callback");
-            assert!(d["error"].as_str().unwrap().contains("500"));
-            break;
-        }
-        assert!(Instant::now() < deadline, "no dead letter for the callback");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let d = dead_letter(&owner.tenant_id, 30, "the callback", |d| {
+        d["execution_id"] == id.as_str()
+    })
+    .await;
+    assert_eq!(d["kind"], "callback");
+    assert!(d["error"].as_str().unwrap().contains("500"));
     assert_eq!(mock_calls(&failing).await.len(), 3);
 }

@@ -84,33 +84,10 @@ async fn a_pdf_that_crashes_the_worker_fails_and_does_not_hold_another_tenants_j
         "the reason says what happened: {p}"
     );
 
-    let admin = admin().await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = get(&format!(
-            "/api/v1/admin/errors?source=dead_letter&tenant_id={}",
-            shop.tenant_id
-        ))
-        .token(&admin.access)
-        .send()
-        .await
-        .expect(200);
-        if let Some(d) = r
-            .data()
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["message"].as_str().unwrap_or_default().contains(&poison))
-        {
-            assert_eq!(d["kind"], "media_job", "{d}");
-            assert!(d["error"].as_str().unwrap().contains("crash"), "{d}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no dead letter for {poison}: {}",
-            r.text
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let d = dead_letter(&shop.tenant_id, 30, &poison, |d| {
+        d["message"].as_str().unwrap_or_default().contains(&poison)
+    })
+    .await;
+    assert_eq!(d["kind"], "media_job", "{d}");
+    assert!(d["error"].as_str().unwrap().contains("crash"), "{d}");
 }
