@@ -452,11 +452,11 @@ fn within_file_limit(cx: &Ctx, size: u64) -> Result<()> {
 /// Bytes a tenant's storage holds: its files plus the parts of its unfinished multipart
 /// uploads (R2 keeps and bills those too), leaving out the upload `except` (one about to be
 /// completed is counted by its final size instead).
-const USED_STORAGE: &str = "SELECT \
-     (SELECT COALESCE(SUM(size), 0) FROM media WHERE tenant_id = ?1) + \
+/// An SQL expression over `?1` (the tenant) and `?2` (the upload left out, or NULL).
+const USED_BYTES: &str = "(SELECT COALESCE(SUM(size), 0) FROM media WHERE tenant_id = ?1) + \
      (SELECT COALESCE(SUM(json_extract(p.value, '$.size')), 0) \
         FROM media_uploads u, json_each(u.parts) p \
-       WHERE u.tenant_id = ?1 AND u.status = 'open' AND u.id IS NOT ?2) AS used";
+       WHERE u.tenant_id = ?1 AND u.status = 'open' AND u.id IS NOT ?2)";
 
 async fn used_storage_allows(
     cx: &Ctx,
@@ -470,7 +470,10 @@ async fn used_storage_allows(
         used: i64,
     }
     let used = db
-        .one::<Used>(USED_STORAGE, &args![tenant_id, Arg::from(except)])
+        .one::<Used>(
+            &format!("SELECT {USED_BYTES} AS used"),
+            &args![tenant_id, Arg::from(except)],
+        )
         .await?
         .map_or(0, |u| u.used.max(0) as u64);
     let quota = cx
@@ -758,13 +761,8 @@ pub async fn store_incoming(
     let size = file.data.len() as u64;
     let usage = db
         .one::<Usage>(
-            "SELECT t.plan, \
-             (SELECT COALESCE(SUM(size), 0) FROM media WHERE tenant_id = t.id) + \
-             (SELECT COALESCE(SUM(json_extract(p.value, '$.size')), 0) \
-                FROM media_uploads u, json_each(u.parts) p \
-               WHERE u.tenant_id = t.id AND u.status = 'open') AS used \
-             FROM tenants t WHERE t.id = ?1",
-            &args![file.tenant_id],
+            &format!("SELECT t.plan, {USED_BYTES} AS used FROM tenants t WHERE t.id = ?1"),
+            &args![file.tenant_id, Arg::from(None::<&str>)],
         )
         .await?
         .ok_or(AppError::NotFound)?;
