@@ -35,6 +35,14 @@ defaults = {
     # The mock's host:port is the one internal destination outbound calls (workflow steps,
     # callbacks, the Graph API, OCR) may reach, over plain http; production leaves it empty.
     "EGRESS_ALLOW": lambda: urllib.parse.urlsplit(args.mock_url).netloc,
+    # Billing against the mock's Stripe stand-in (/stripe/v1/...): a local secret key, a
+    # webhook signing secret (scripts/stripe_event.py signs with it) and the plans' price ids.
+    "STRIPE_API_BASE": lambda: args.mock_url + "/stripe",
+    "STRIPE_SECRET_KEY": lambda: "sk_test_local_" + secrets.token_hex(12),
+    "STRIPE_WEBHOOK_SECRET": lambda: "whsec_" + secrets.token_hex(24),
+    "STRIPE_PRICE_STARTER": lambda: "price_local_starter",
+    "STRIPE_PRICE_PRO": lambda: "price_local_pro",
+    "STRIPE_PRICE_PREMIUM_CUSTOM": lambda: "price_local_premium_custom",
 }
 
 existing = set()

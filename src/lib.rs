@@ -8,6 +8,7 @@
 pub mod apikeys;
 pub mod audit;
 pub mod auth;
+pub mod billing;
 pub mod dispatch;
 pub mod docs;
 pub mod health;

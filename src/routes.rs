@@ -28,5 +28,6 @@ pub fn all() -> Vec<Route> {
     routes.extend(crate::messaging::routes());
     routes.extend(crate::media::routes());
     routes.extend(crate::products::routes());
+    routes.extend(crate::billing::routes());
     routes
 }

@@ -45,6 +45,41 @@ pub struct Config {
     pub skip_direct_sends: Vec<String>,
     /// Where outbound calls may go (`EGRESS_ALLOW`, `API_BASE_URL`).
     pub egress: crate::platform::egress::Policy,
+    /// Stripe: the API, its keys and the prices of the plans it sells.
+    pub stripe: Stripe,
+}
+
+/// Stripe settings. Without a secret key, billing routes answer `503 billing_unavailable`;
+/// without a webhook secret, `POST /webhooks/stripe` refuses every event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stripe {
+    /// `STRIPE_API_BASE` (default `https://api.stripe.com`), no trailing slash.
+    pub api_base: String,
+    pub secret_key: Option<String>,
+    /// `STRIPE_WEBHOOK_SECRET`, comma-separated: any of them may sign (rotation).
+    pub webhook_secrets: Vec<String>,
+    /// `STRIPE_WEBHOOK_TOLERANCE_SECS` (300): how far a signature's `t=` may be from now.
+    pub webhook_tolerance_secs: i64,
+    /// `STRIPE_PRICE_<PLAN>`: the Stripe price id each purchasable plan is sold at.
+    pub prices: Vec<(Plan, String)>,
+}
+
+impl Stripe {
+    /// The price a plan is sold at, if it is sold.
+    pub fn price_of(&self, plan: Plan) -> Option<&str> {
+        self.prices
+            .iter()
+            .find(|(p, _)| *p == plan)
+            .map(|(_, id)| id.as_str())
+    }
+
+    /// The plan a Stripe price id stands for.
+    pub fn plan_of(&self, price_id: &str) -> Option<Plan> {
+        self.prices
+            .iter()
+            .find(|(_, id)| id == price_id)
+            .map(|(p, _)| *p)
+    }
 }
 
 /// Rate-limit budgets: per-plan requests per minute for the general API.
@@ -217,6 +252,25 @@ impl Config {
                 var(env, "API_BASE_URL").as_deref(),
             )
             .map_err(|e| AppError::Internal(format!("config: {e}")))?,
+            stripe: Stripe {
+                api_base: var(env, "STRIPE_API_BASE")
+                    .unwrap_or_else(|| "https://api.stripe.com".into())
+                    .trim_end_matches('/')
+                    .to_string(),
+                secret_key: var(env, "STRIPE_SECRET_KEY"),
+                webhook_secrets: parse_origins(
+                    &var(env, "STRIPE_WEBHOOK_SECRET").unwrap_or_default(),
+                ),
+                webhook_tolerance_secs: num(env, "STRIPE_WEBHOOK_TOLERANCE_SECS", 300)?,
+                prices: Plan::NAMES
+                    .iter()
+                    .filter_map(|name| {
+                        let plan = Plan::parse_offered(name)?;
+                        let id = var(env, &format!("STRIPE_PRICE_{}", name.to_uppercase()))?;
+                        Some((plan, id.trim().to_string()))
+                    })
+                    .collect(),
+            },
         })
     }
 }

@@ -42,11 +42,45 @@ pub enum AppError {
     QuotaExceeded(String),
     /// 416: the requested byte range is outside a resource of this size.
     RangeNotSatisfiable(u64),
+    /// Any other refusal with its own stable code and extension members (RFC 9457 §3.2),
+    /// e.g. 402 `quota_exceeded` with `metric, limit, used, resets_at`, 402
+    /// `feature_not_in_plan`, 409 `managed_by_stripe`, 503 `billing_unavailable`.
+    Refused(Box<Refusal>),
     /// Anything unexpected. The message is logged, never shown.
     Internal(String),
 }
 
 pub type Result<T> = std::result::Result<T, AppError>;
+
+/// The parts of an `AppError::Refused`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub status: u16,
+    pub code: &'static str,
+    pub detail: String,
+    /// Extension members rendered beside `detail` (never `type`, `status`, … themselves).
+    pub members: serde_json::Map<String, serde_json::Value>,
+}
+
+impl AppError {
+    /// A refusal with a code of its own; add members with `Refusal::with`.
+    pub fn refused(status: u16, code: &'static str, detail: impl Into<String>) -> AppError {
+        AppError::Refused(Box::new(Refusal {
+            status,
+            code,
+            detail: detail.into(),
+            members: serde_json::Map::new(),
+        }))
+    }
+
+    /// Adds an extension member to a `Refused` error (others are returned unchanged).
+    pub fn with(mut self, name: &str, value: impl Into<serde_json::Value>) -> AppError {
+        if let AppError::Refused(r) = &mut self {
+            r.members.insert(name.to_string(), value.into());
+        }
+        self
+    }
+}
 
 /// The problem document (RFC 9457) every error answers with.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -61,6 +95,11 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     pub request_id: String,
+    /// Members specific to the problem's `code` (e.g. `metric`, `limit`, `used`, `resets_at`
+    /// for `quota_exceeded`).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl AppError {
@@ -87,6 +126,7 @@ impl AppError {
             AppError::RateLimited { .. } => 429,
             AppError::QuotaExceeded(_) => 402,
             AppError::RangeNotSatisfiable(_) => 416,
+            AppError::Refused(r) => r.status,
             AppError::Internal(_) => 500,
         }
     }
@@ -106,6 +146,7 @@ impl AppError {
             AppError::RateLimited { .. } => "rate_limited",
             AppError::QuotaExceeded(_) => "quota_exceeded",
             AppError::RangeNotSatisfiable(_) => "range_not_satisfiable",
+            AppError::Refused(r) => r.code,
             AppError::Internal(_) => "internal_error",
         }
     }
@@ -124,6 +165,9 @@ impl AppError {
             416 => "Range Not Satisfiable",
             422 => "Unprocessable Content",
             429 => "Too Many Requests",
+            502 => "Bad Gateway",
+            503 => "Service Unavailable",
+            504 => "Gateway Timeout",
             _ => "Internal Server Error",
         }
     }
@@ -137,6 +181,7 @@ impl AppError {
             | AppError::QuotaExceeded(d)
             | AppError::UnsupportedMediaType(d)
             | AppError::Unprocessable(_, d) => d.clone(),
+            AppError::Refused(r) => r.detail.clone(),
             AppError::Validation(errors) => match errors.as_slice() {
                 [one] => format!("{}: {}", one.field, one.message),
                 _ => "The request has invalid fields.".into(),
@@ -173,6 +218,10 @@ impl AppError {
                 _ => Vec::new(),
             },
             request_id: request_id.into(),
+            extra: match self {
+                AppError::Refused(r) => r.members.clone(),
+                _ => serde_json::Map::new(),
+            },
         }
     }
 }
@@ -235,5 +284,20 @@ mod tests {
             429
         );
         assert_eq!(AppError::PayloadTooLarge(10).code(), "payload_too_large");
+    }
+
+    #[test]
+    fn a_refusal_renders_its_code_and_members_beside_the_standard_ones() {
+        let p = AppError::refused(402, "quota_exceeded", "used up")
+            .with("metric", "executions")
+            .with("limit", 5)
+            .to_problem("r");
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["status"], 402);
+        assert_eq!(v["code"], "quota_exceeded");
+        assert_eq!(v["title"], "Payment Required");
+        assert_eq!(v["metric"], "executions");
+        assert_eq!(v["limit"], 5);
+        assert_eq!(v["type"], "https://tenantry.dev/problems/quota-exceeded");
     }
 }

@@ -27,6 +27,13 @@ pub struct Server {
 
 static SERVER: OnceLock<Server> = OnceLock::new();
 
+/// The test worker's Stripe secret key (the mock's Stripe stand-in checks it).
+pub const STRIPE_KEY: &str = "sk_test_harness_4eC39HqLyjWDarjtT1zdp7dc";
+/// The webhook signing secret Stripe signs with now, and the one it used before rotation:
+/// `STRIPE_WEBHOOK_SECRET` lists both.
+pub const STRIPE_SECRET: &str = "whsec_harness_current_5b1f0c";
+pub const STRIPE_OLD_SECRET: &str = "whsec_harness_previous_9d2e7a";
+
 pub fn server() -> &'static Server {
     SERVER.get_or_init(start)
 }
@@ -104,7 +111,10 @@ fn start() -> Server {
          ADMIN_PASSWORD=\"{admin_password}\"\nDEMO_PASSWORD=\"{demo_password}\"\n\
          ALLOWED_ORIGINS=\"https://app.example.com\"\nGRAPH_API_BASE=\"{mock}\"\n\
          SEND_RATE_PER_SEC=\"2\"\nOCR_API_URL=\"{mock}/ocr\"\nMEDIA_MAX_BYTES=\"6291456\"\nMEDIA_MAX_BYTES_STARTER=\"7340032\"\nUPLOAD_MAX_REQUEST_BYTES=\"1048576\"\n\
-         STORAGE_QUOTA_BYTES=\"12582912\"\nEGRESS_ALLOW=\"127.0.0.1:{mock_port}\"\n{}",
+         STORAGE_QUOTA_BYTES=\"12582912\"\nEGRESS_ALLOW=\"127.0.0.1:{mock_port}\"\n\
+         STRIPE_API_BASE=\"{mock}/stripe\"\nSTRIPE_SECRET_KEY=\"{STRIPE_KEY}\"\n\
+         STRIPE_WEBHOOK_SECRET=\"{STRIPE_OLD_SECRET},{STRIPE_SECRET}\"\n\
+         STRIPE_PRICE_STARTER=\"price_test_starter\"\nSTRIPE_PRICE_PRO=\"price_test_pro\"\n{}",
         random_hex(32),
         crate::EXTRA_VARS
     );
