@@ -203,6 +203,9 @@ async fn serve(req: &mut Request, method_name: &str, s: Setup, trace: &mut Trace
         trace.user_id = p.user_id.clone();
         trace.rate.set(decision);
         principal::authorize(route.access, &p, method)?;
+        if let Some(feature) = route.feature {
+            s.config.plans.require(p.plan, feature)?;
+        }
         if let Some(d) = decision.filter(|d| !d.allowed) {
             return Err(AppError::RateLimited {
                 retry_after_secs: d.retry_after_secs,
@@ -215,7 +218,7 @@ async fn serve(req: &mut Request, method_name: &str, s: Setup, trace: &mut Trace
     // by the in-memory limit); other bodies by the JSON body limit.
     let file_max = || {
         let plan = principal.as_ref().map_or(Plan::Free, |p| p.plan);
-        s.config.media_max_bytes.for_plan(plan)
+        s.config.plans.limits(plan).max_file_bytes
     };
     let (body, stream) = match streamable_length(req, route)? {
         Some(length) if length > file_max() => return Err(AppError::PayloadTooLarge(file_max())),

@@ -38,6 +38,10 @@ pub mod tenant_gate;
 #[path = "../durable/conversation_hub.rs"]
 pub mod conversation_hub;
 
+#[cfg(feature = "api")]
+#[path = "../durable/usage_meter.rs"]
+pub mod usage_meter;
+
 #[cfg(feature = "jobs")]
 #[path = "../queues/consumer.rs"]
 pub mod consumer;

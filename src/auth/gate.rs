@@ -11,8 +11,8 @@ use worker::Env;
 use super::account::account_usable;
 use super::roles::Role;
 use crate::args;
+use crate::billing::plans::RateTable;
 use crate::platform::bindings;
-use crate::platform::config::Limits;
 use crate::platform::db::{first_row, Db};
 use crate::platform::error::{AppError, Result};
 use crate::platform::plan::Plan;
@@ -102,7 +102,7 @@ pub fn check(
 }
 
 /// The requests per minute a user of this plan and role gets (the platform admin its own budget).
-pub fn per_minute(role: &str, plan: Plan, limits: &Limits) -> u32 {
+pub fn per_minute(role: &str, plan: Plan, limits: &RateTable) -> u32 {
     if Role::parse(role) == Some(Role::PlatformAdmin) {
         limits.platform
     } else {
@@ -267,7 +267,7 @@ pub struct Admit {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Budget {
     pub cost: u32,
-    pub limits: Limits,
+    pub limits: RateTable,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -458,6 +458,7 @@ mod tests {
                     subscription_amount: 0.0,
                     subscription_start_date: None,
                     subscription_end_date: None,
+                    quota_overrides: None,
                     created_at: "2026-01-01T00:00:00.000Z".into(),
                     updated_at: "2026-01-01T00:00:00.000Z".into(),
                 },
@@ -477,8 +478,8 @@ mod tests {
         c
     }
 
-    fn limits() -> Limits {
-        Limits {
+    fn limits() -> RateTable {
+        RateTable {
             free: 100,
             starter: 300,
             pro: 1000,

@@ -231,6 +231,7 @@ async fn register(cx: Ctx) -> Result<Reply> {
         subscription_amount: Some(0.0),
         subscription_start_date: None,
         subscription_end_date: None,
+        quota_overrides: None,
     };
     let issued = session::start(&cx, &db, &user_id, &tenant_id, "owner")?;
     let mut stmts = vec![

@@ -11,9 +11,10 @@ use super::gate::{self, Admission, Admit, Budget};
 use super::jwt::{self, TokenError};
 use super::roles::Role;
 use crate::args;
+use crate::billing::plans::RateTable;
 use crate::platform::access::{Access, Method};
 use crate::platform::clock;
-use crate::platform::config::{Config, Limits};
+use crate::platform::config::Config;
 use crate::platform::crypto::sha256_hex;
 use crate::platform::db::Db;
 use crate::platform::error::{AppError, Result};
@@ -64,7 +65,7 @@ impl Principal {
         }
     }
 
-    pub fn rate_limit_per_minute(&self, limits: &Limits) -> u32 {
+    pub fn rate_limit_per_minute(&self, limits: &RateTable) -> u32 {
         gate::per_minute(self.role.as_str(), self.plan, limits)
     }
 
@@ -139,7 +140,7 @@ pub async fn authenticate(
         // rate-only call to the same tenant gate that keeps its users' budget.
         let decision = match cost {
             Some(cost) => {
-                let limit = p.rate_limit_per_minute(&config.limits);
+                let limit = p.rate_limit_per_minute(&RateTable::of(&config.plans));
                 Some(match gate::draw(env, &p.tenant_id, limit, cost).await {
                     Ok(d) => d,
                     Err(e) => {
@@ -169,7 +170,7 @@ pub async fn authenticate(
         session_id: claims.sid,
         budget: cost.map(|cost| Budget {
             cost,
-            limits: config.limits.clone(),
+            limits: RateTable::of(&config.plans),
         }),
     };
     let session_id = admit.session_id.clone();
@@ -352,7 +353,7 @@ mod tests {
 
     #[test]
     fn plan_sets_the_budget() {
-        let limits = Limits {
+        let limits = RateTable {
             free: 100,
             starter: 300,
             pro: 1000,

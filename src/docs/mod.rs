@@ -50,6 +50,11 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::apikeys::{ApiKey, CreateApiKey, CreatedApiKey};
     use crate::audit::routes::{ApiLog, AuditLog};
     use crate::auth::model::*;
+    use crate::billing::meter::Alert;
+    use crate::billing::plans::{Feature, Metric, QuotaOverrides};
+    use crate::billing::usage::{
+        LimitsView, MetricUsage, MonthlyUsage, PlanList, PlanView, TenantUsage, Usage, UsageMetrics,
+    };
     use crate::health::{Health, HealthChecks};
     use crate::media::candidates::Candidate;
     use crate::media::job_state::{JobKind, JobStatus};
@@ -184,6 +189,18 @@ fn component_schemas() -> Vec<(String, Value)> {
         FromCandidates,
         CreateUpload,
         Upload,
+        PlanList,
+        PlanView,
+        LimitsView,
+        Feature,
+        Metric,
+        QuotaOverrides,
+        Usage,
+        UsageMetrics,
+        MetricUsage,
+        Alert,
+        TenantUsage,
+        MonthlyUsage,
     ]
 }
 
@@ -337,7 +354,19 @@ fn operation(route: &Route) -> Value {
             problem("No such resource in the caller's tenant"),
         );
     }
-    if route.metered {
+    if let Some(f) = route.feature {
+        responses.insert(
+            "402".into(),
+            problem(match f {
+                crate::billing::plans::Feature::LargeBatches => {
+                    "The plan lacks the `large_batches` feature (`feature_not_in_plan`, with `feature` and `plans`)"
+                }
+                crate::billing::plans::Feature::OperatorLlmKeys => {
+                    "The plan lacks the `operator_llm_keys` feature (`feature_not_in_plan`, with `feature` and `plans`)"
+                }
+            }),
+        );
+    } else if route.metered {
         responses.insert(
             "402".into(),
             problem(

@@ -96,6 +96,8 @@ pub struct Route {
     pub csv: bool,
     /// Counts against a plan quota (monthly runs, storage): may answer 402 `quota_exceeded`.
     pub metered: bool,
+    /// Only for plans that include this feature: others get 402 `feature_not_in_plan`.
+    pub feature: Option<crate::billing::plans::Feature>,
     /// Also accepts the access token as `?access_token=` or as the WebSocket subprotocols
     /// `bearer, <token>` (browser WebSocket clients cannot set headers).
     pub query_token: bool,
@@ -140,6 +142,7 @@ impl Route {
             query: &[],
             idempotent: false,
             metered: false,
+            feature: None,
             query_token: false,
             upload: false,
             streamed: false,
@@ -227,6 +230,11 @@ impl Route {
     }
     pub fn metered(mut self) -> Route {
         self.metered = true;
+        self
+    }
+    /// Declares the plan feature the route needs (checked by the dispatcher, documented).
+    pub fn feature(mut self, feature: crate::billing::plans::Feature) -> Route {
+        self.feature = Some(feature);
         self
     }
     pub fn unlimited(mut self) -> Route {

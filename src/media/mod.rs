@@ -190,17 +190,6 @@ pub async fn object_key(db: &Db, tenant_id: &str, id: &str) -> Result<(Media, St
     Ok((row.view(), row.r2_key))
 }
 
-/// Bytes a tenant may store, by plan.
-pub fn storage_quota(plan: Plan) -> u64 {
-    const GB: u64 = 1024 * 1024 * 1024;
-    match plan {
-        Plan::Free => GB,
-        Plan::Starter => 10 * GB,
-        Plan::Pro => 50 * GB,
-        Plan::PremiumCustom | Plan::Platform => 200 * GB,
-    }
-}
-
 fn clean_filename(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
     let cleaned: String = base
@@ -442,7 +431,7 @@ async fn record(
 
 /// 413 above the plan's file size limit.
 fn within_file_limit(cx: &Ctx, size: u64) -> Result<()> {
-    let max = cx.config.media_max_bytes.for_plan(cx.principal()?.plan);
+    let max = cx.config.plans.limits(cx.principal()?.plan).max_file_bytes;
     if size > max {
         return Err(AppError::PayloadTooLarge(max));
     }
@@ -458,6 +447,27 @@ const USED_BYTES: &str = "(SELECT COALESCE(SUM(size), 0) FROM media WHERE tenant
         FROM media_uploads u, json_each(u.parts) p \
        WHERE u.tenant_id = ?1 AND u.status = 'open' AND u.id IS NOT ?2)";
 
+/// The bytes a tenant's storage holds (files plus open multipart uploads' parts), leaving out
+/// the upload `except`.
+async fn used_bytes(db: &Db, tenant_id: &str, except: Option<&str>) -> Result<u64> {
+    #[derive(Deserialize)]
+    struct Used {
+        used: i64,
+    }
+    Ok(db
+        .one::<Used>(
+            &format!("SELECT {USED_BYTES} AS used"),
+            &args![tenant_id, Arg::from(except)],
+        )
+        .await?
+        .map_or(0, |u| u.used.max(0) as u64))
+}
+
+/// The storage gauge `GET /billing/usage` reports.
+pub async fn stored_bytes(db: &Db, tenant_id: &str) -> Result<u64> {
+    used_bytes(db, tenant_id, None).await
+}
+
 async fn used_storage_allows(
     cx: &Ctx,
     db: &Db,
@@ -465,25 +475,19 @@ async fn used_storage_allows(
     adding: u64,
     except: Option<&str>,
 ) -> Result<()> {
-    #[derive(Deserialize)]
-    struct Used {
-        used: i64,
-    }
-    let used = db
-        .one::<Used>(
-            &format!("SELECT {USED_BYTES} AS used"),
-            &args![tenant_id, Arg::from(except)],
-        )
-        .await?
-        .map_or(0, |u| u.used.max(0) as u64);
-    let quota = cx
-        .config
-        .storage_quota_override
-        .unwrap_or_else(|| storage_quota(cx.principal().map(|p| p.plan).unwrap_or_default()));
+    let used = used_bytes(db, tenant_id, except).await?;
+    let plan = cx.principal().map(|p| p.plan).unwrap_or_default();
+    let quota = cx.config.plans.limits(plan).storage_bytes;
     if used + adding > quota {
-        return Err(AppError::QuotaExceeded(format!(
-            "The plan's storage ({quota} bytes) would be exceeded: {used} bytes are in use."
-        )));
+        return Err(crate::billing::meter::over_quota(
+            "storage",
+            quota,
+            used,
+            None,
+            format!(
+                "The plan's storage ({quota} bytes) would be exceeded: {used} bytes are in use."
+            ),
+        ));
     }
     Ok(())
 }
@@ -767,15 +771,13 @@ pub async fn store_incoming(
         .await?
         .ok_or(AppError::NotFound)?;
     let plan = Plan::parse(&usage.plan).unwrap_or_default();
-    let max = cfg.media_max_bytes.for_plan(plan);
+    let max = cfg.plans.limits(plan).max_file_bytes;
     if size > max {
         return Err(IncomingRefused::Kept(format!(
             "the file ({size} bytes) is above the plan's file size limit ({max} bytes)"
         )));
     }
-    let quota = cfg
-        .storage_quota_override
-        .unwrap_or_else(|| storage_quota(plan));
+    let quota = cfg.plans.limits(plan).storage_bytes;
     if usage.used.max(0) as u64 + size > quota {
         return Err(IncomingRefused::Kept(format!(
             "the plan's storage ({quota} bytes) would be exceeded"
@@ -898,6 +900,5 @@ mod tests {
         assert_eq!(clean_filename("../../etc/passwd"), "passwd");
         assert_eq!(clean_filename("C:\\x\\list \"2026\".pdf"), "list 2026.pdf");
         assert_eq!(clean_filename("  "), "upload");
-        assert_eq!(storage_quota(Plan::Free), 1024 * 1024 * 1024);
     }
 }

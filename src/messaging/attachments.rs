@@ -268,7 +268,7 @@ async fn store_one(
     };
     // 2. The bytes, no more than the plan's file size limit.
     let plan = tenant_plan(db, &m.tenant_id).await.map_err(transient)?;
-    let max = cfg.media_max_bytes.for_plan(plan);
+    let max = cfg.plans.limits(plan).max_file_bytes;
     let (status, header_type, data) = fetch_bytes(&cfg.egress, request(url)?, FETCH_TIMEOUT, max)
         .await
         .map_err(|e| {

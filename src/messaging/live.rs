@@ -215,6 +215,7 @@ mod tests {
                     subscription_amount: 0.0,
                     subscription_start_date: None,
                     subscription_end_date: None,
+                    quota_overrides: None,
                     created_at: rfc3339(NOW),
                     updated_at: rfc3339(NOW),
                 },

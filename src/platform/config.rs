@@ -23,20 +23,17 @@ pub struct Config {
     pub refresh_ttl_secs: i64,
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: u64,
-    pub limits: Limits,
+    /// Every per-plan limit and feature (`billing::plans`, with its var overrides).
+    pub plans: crate::billing::plans::Catalogue,
     pub auth_budgets: AuthBudgets,
     /// WhatsApp Graph API: `{graph_api_base}/{graph_api_version}/{phone_number_id}/messages`.
     pub graph_api_base: String,
     pub graph_api_version: String,
     /// Outbound messages per second per WhatsApp number (token bucket rate and burst).
     pub send_rate_per_sec: f64,
-    /// Largest media file per plan (multipart uploads included).
-    pub media_max_bytes: PlanBytes,
     /// Largest single-request upload body (the worker holds it in memory); beyond it, use the
     /// multipart upload API.
     pub upload_max_request_bytes: u64,
-    /// Bytes of media a tenant may store, whatever its plan (`None`: by plan).
-    pub storage_quota_override: Option<u64>,
     /// The OCR service (`POST` image bytes → `{text, confidence, pages}`).
     pub ocr_api_url: Option<String>,
     /// A test knob (`TEST_SKIP_DIRECT_SENDS`, job kinds such as `step,callback`): the sends
@@ -82,16 +79,6 @@ impl Stripe {
     }
 }
 
-/// Rate-limit budgets: per-plan requests per minute for the general API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Limits {
-    pub free: u32,
-    pub starter: u32,
-    pub pro: u32,
-    pub premium_custom: u32,
-    pub platform: u32,
-}
-
 /// A number of attempts per window.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Budget {
@@ -106,49 +93,6 @@ pub struct AuthBudgets {
     pub login: Budget,
     pub account: Budget,
     pub register: Budget,
-}
-
-impl Limits {
-    pub fn per_minute(&self, plan: Plan) -> u32 {
-        match plan {
-            Plan::Free => self.free,
-            Plan::Starter => self.starter,
-            Plan::Pro => self.pro,
-            Plan::PremiumCustom => self.premium_custom,
-            Plan::Platform => self.platform,
-        }
-    }
-}
-
-/// A byte limit that may differ by plan (`MEDIA_MAX_BYTES`, overridden per plan by
-/// `MEDIA_MAX_BYTES_FREE`, `_STARTER`, `_PRO`, `_PREMIUM_CUSTOM`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlanBytes {
-    pub free: u64,
-    pub starter: u64,
-    pub pro: u64,
-    pub premium_custom: u64,
-}
-
-impl PlanBytes {
-    pub fn for_plan(&self, plan: Plan) -> u64 {
-        match plan {
-            Plan::Free => self.free,
-            Plan::Starter => self.starter,
-            Plan::Pro => self.pro,
-            Plan::PremiumCustom | Plan::Platform => self.premium_custom,
-        }
-    }
-
-    fn from_env(env: &Env, name: &str, default: u64) -> Result<PlanBytes> {
-        let all = num(env, name, default)?;
-        Ok(PlanBytes {
-            free: num(env, &format!("{name}_FREE"), all)?,
-            starter: num(env, &format!("{name}_STARTER"), all)?,
-            pro: num(env, &format!("{name}_PRO"), all)?,
-            premium_custom: num(env, &format!("{name}_PREMIUM_CUSTOM"), all)?,
-        })
-    }
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
@@ -210,13 +154,8 @@ impl Config {
             refresh_ttl_secs: num(env, "REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
             allowed_origins: parse_origins(&var(env, "ALLOWED_ORIGINS").unwrap_or_default()),
             max_body_bytes: num(env, "MAX_BODY_BYTES", 1024 * 1024)?,
-            limits: Limits {
-                free: num(env, "RATE_LIMIT_FREE", 100)?,
-                starter: num(env, "RATE_LIMIT_STARTER", 300)?,
-                pro: num(env, "RATE_LIMIT_PRO", 1000)?,
-                premium_custom: num(env, "RATE_LIMIT_PREMIUM_CUSTOM", 3000)?,
-                platform: num(env, "RATE_LIMIT_PLATFORM", 3000)?,
-            },
+            plans: crate::billing::plans::Catalogue::from_vars(|name| var(env, name))
+                .map_err(|e| AppError::Internal(format!("config: {e}")))?,
             auth_budgets: AuthBudgets {
                 login: Budget {
                     limit: num(env, "AUTH_RATE_LIMIT", 5)?,
@@ -237,12 +176,7 @@ impl Config {
                 .to_string(),
             graph_api_version: var(env, "GRAPH_API_VERSION").unwrap_or_else(|| "v21.0".into()),
             send_rate_per_sec: num(env, "SEND_RATE_PER_SEC", 80.0)?,
-            media_max_bytes: PlanBytes::from_env(env, "MEDIA_MAX_BYTES", 100 * 1024 * 1024)?,
             upload_max_request_bytes: num(env, "UPLOAD_MAX_REQUEST_BYTES", 25 * 1024 * 1024)?,
-            storage_quota_override: match var(env, "STORAGE_QUOTA_BYTES") {
-                None => None,
-                Some(_) => Some(num(env, "STORAGE_QUOTA_BYTES", 0)?),
-            },
             ocr_api_url: var(env, "OCR_API_URL"),
             skip_direct_sends: parse_origins(
                 &var(env, "TEST_SKIP_DIRECT_SENDS").unwrap_or_default(),
@@ -299,21 +233,6 @@ mod tests {
             parse_origins(" https://a.example/ ,, http://localhost:3000"),
             vec!["https://a.example", "http://localhost:3000"]
         );
-    }
-
-    #[test]
-    fn plan_limits_pick_the_tenants_plan_and_platform_counts_as_premium() {
-        let b = PlanBytes {
-            free: 1,
-            starter: 2,
-            pro: 3,
-            premium_custom: 4,
-        };
-        let got: Vec<u64> = ["free", "starter", "pro", "premium_custom", "platform"]
-            .iter()
-            .map(|p| b.for_plan(Plan::parse(p).unwrap()))
-            .collect();
-        assert_eq!(got, [1, 2, 3, 4, 4]);
     }
 
     /// Both Workers read the same settings: their `[vars]` blocks must not drift apart.

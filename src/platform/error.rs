@@ -38,8 +38,6 @@ pub enum AppError {
     RateLimited {
         retry_after_secs: u64,
     },
-    /// 402: the plan's allowance for this period is used up.
-    QuotaExceeded(String),
     /// 416: the requested byte range is outside a resource of this size.
     RangeNotSatisfiable(u64),
     /// Any other refusal with its own stable code and extension members (RFC 9457 §3.2),
@@ -124,7 +122,6 @@ impl AppError {
             AppError::UnsupportedMediaType(_) => 415,
             AppError::Unprocessable(..) => 422,
             AppError::RateLimited { .. } => 429,
-            AppError::QuotaExceeded(_) => 402,
             AppError::RangeNotSatisfiable(_) => 416,
             AppError::Refused(r) => r.status,
             AppError::Internal(_) => 500,
@@ -144,7 +141,6 @@ impl AppError {
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::Unprocessable(code, _) => code,
             AppError::RateLimited { .. } => "rate_limited",
-            AppError::QuotaExceeded(_) => "quota_exceeded",
             AppError::RangeNotSatisfiable(_) => "range_not_satisfiable",
             AppError::Refused(r) => r.code,
             AppError::Internal(_) => "internal_error",
@@ -178,7 +174,6 @@ impl AppError {
             | AppError::Unauthorized(_, d)
             | AppError::Forbidden(_, d)
             | AppError::Conflict(d)
-            | AppError::QuotaExceeded(d)
             | AppError::UnsupportedMediaType(d)
             | AppError::Unprocessable(_, d) => d.clone(),
             AppError::Refused(r) => r.detail.clone(),

@@ -16,6 +16,18 @@ pub async fn get(db: &Db, tenant_id: &str) -> Result<Option<Tenant>> {
     .await
 }
 
+/// Whether Stripe manages the tenant's plan: a subscription that has not ended.
+pub async fn managed_by_stripe(db: &Db, tenant_id: &str) -> Result<bool> {
+    Ok(db
+        .one::<serde_json::Value>(
+            "SELECT id FROM tenants WHERE id = ?1 AND stripe_subscription_id IS NOT NULL \
+             AND COALESCE(subscription_status, '') NOT IN ('canceled', 'incomplete_expired')",
+            &args![tenant_id],
+        )
+        .await?
+        .is_some())
+}
+
 pub async fn slug_taken(db: &Db, slug: &str) -> Result<bool> {
     Ok(db
         .one::<serde_json::Value>("SELECT id FROM tenants WHERE slug = ?1", &args![slug])
@@ -97,6 +109,14 @@ pub fn update_stmt(db: &Db, id: &str, f: &TenantFields, now: &str) -> Result<D1P
     }
     if let Some(v) = &f.subscription_end_date {
         set("subscription_end_date", v.into());
+    }
+    if let Some(v) = &f.quota_overrides {
+        let text = v
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(crate::platform::error::AppError::internal)?;
+        set("quota_overrides", text.into());
     }
     db.stmt(
         &format!(

@@ -137,6 +137,22 @@ async fn update(cx: Ctx) -> Result<Reply> {
     let db = cx.db()?;
     let id = cx.param("id").to_string();
     let current = db::get(&db, &id).await?.ok_or(AppError::NotFound)?;
+    if fields.plan.is_some_and(|p| p != current.plan) && db::managed_by_stripe(&db, &id).await? {
+        return Err(AppError::refused(
+            409,
+            "managed_by_stripe",
+            "Stripe manages this organisation's plan: change it through its subscription \
+             (PATCH /billing/subscription) or cancel that first.",
+        ));
+    }
+    if matches!(fields.quota_overrides, Some(Some(_)))
+        && fields.plan.unwrap_or(current.plan) != Plan::PremiumCustom
+    {
+        return Err(AppError::field(
+            "quota_overrides",
+            "only premium_custom organisations have their own quotas",
+        ));
+    }
     let start = fields
         .subscription_start_date
         .clone()
@@ -165,7 +181,7 @@ async fn update(cx: Ctx) -> Result<Reply> {
     stmts.push(
         audit::entry(&cx, "tenant.updated")
             .target("tenant", id.as_str())
-            .meta(json!({"plan": fields.plan, "status": fields.status, "subscription_amount": fields.subscription_amount}))
+            .meta(json!({"plan": fields.plan, "status": fields.status, "subscription_amount": fields.subscription_amount, "quota_overrides": fields.quota_overrides}))
             .stmt(&db)?,
     );
     db.batch(stmts).await?;

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::billing::plans::QuotaOverrides;
 use crate::http::json::{self, Checks};
 use crate::platform::clock;
 use crate::platform::plan::Plan;
@@ -10,7 +11,7 @@ use crate::platform::plan::Plan;
 pub const TENANT_COLUMNS: &str =
     "tenants.id, tenants.name, tenants.slug, tenants.plan, tenants.status, \
      tenants.subscription_amount, tenants.subscription_start_date, tenants.subscription_end_date, \
-     tenants.created_at, tenants.updated_at";
+     tenants.quota_overrides, tenants.created_at, tenants.updated_at";
 
 pub const STATUSES: [&str; 3] = ["active", "pending", "suspended"];
 
@@ -28,8 +29,24 @@ pub struct Tenant {
     pub subscription_amount: f64,
     pub subscription_start_date: Option<String>,
     pub subscription_end_date: Option<String>,
+    /// `premium_custom` only: the tenant's own monthly quotas (a metric left out is
+    /// unlimited); `null` when none are set.
+    #[serde(default, deserialize_with = "overrides_column")]
+    pub quota_overrides: Option<QuotaOverrides>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// The `quota_overrides` column is JSON text in D1 and an object once the tenant gate has
+/// passed the row on: either reads.
+fn overrides_column<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<QuotaOverrides>, D::Error> {
+    Ok(match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(QuotaOverrides::from_column(Some(&s))),
+        Some(v) => serde_json::from_value(v).ok(),
+    })
 }
 
 /// A tenant row, deleted or not, with its deletion mark: what the checks that refuse deleted
@@ -68,6 +85,11 @@ pub struct UpdateTenant {
     #[serde(default, deserialize_with = "json::double_option")]
     #[schema(value_type = Option<String>)]
     pub subscription_end_date: Option<Option<String>>,
+    /// `premium_custom` only: its monthly quotas (`{"executions": 50000}`; a metric left out
+    /// is unlimited); `null` clears them.
+    #[serde(default, deserialize_with = "json::double_option")]
+    #[schema(value_type = Option<QuotaOverrides>)]
+    pub quota_overrides: Option<Option<QuotaOverrides>>,
 }
 
 /// Validated tenant fields (after defaults).
@@ -79,6 +101,7 @@ pub struct TenantFields {
     pub subscription_amount: Option<f64>,
     pub subscription_start_date: Option<Option<String>>,
     pub subscription_end_date: Option<Option<String>>,
+    pub quota_overrides: Option<Option<QuotaOverrides>>,
 }
 
 fn one_of(value: &str, allowed: &[&str]) -> Result<String, String> {
@@ -124,6 +147,7 @@ impl UpdateTenant {
             subscription_end_date: self
                 .subscription_end_date
                 .and_then(|d| checks.take("subscription_end_date", date(&d))),
+            quota_overrides: self.quota_overrides,
         };
         if let (Some(Some(start)), Some(Some(end))) = (
             &fields.subscription_start_date,
@@ -149,6 +173,7 @@ impl CreateTenant {
             subscription_amount: Some(self.subscription_amount.unwrap_or(0.0)),
             subscription_start_date: Some(self.subscription_start_date),
             subscription_end_date: Some(self.subscription_end_date),
+            quota_overrides: None,
         };
         let fields = update.validate(&mut checks);
         checks.finish()?;

@@ -305,19 +305,3 @@ pub fn insert_execution(db: &Db, e: &NewExecution) -> Result<D1PreparedStatement
         ],
     )
 }
-
-/// Executions created this calendar month (UTC) in a tenant, for the plan quota.
-pub async fn executions_since(db: &Db, tenant_id: &str, since: &str) -> Result<i64> {
-    #[derive(Deserialize)]
-    struct N {
-        n: i64,
-    }
-    Ok(db
-        .one::<N>(
-            "SELECT COUNT(*) AS n FROM executions WHERE tenant_id = ?1 AND created_at >= ?2",
-            &args![tenant_id, since],
-        )
-        .await?
-        .map(|r| r.n)
-        .unwrap_or(0))
-}

@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 
 use crate::args;
 use crate::audit;
+use crate::billing::plans::Metric;
+use crate::billing::usage;
 use crate::handler;
 use crate::http::context::Ctx;
 use crate::http::json::Checks;
@@ -23,7 +25,6 @@ use crate::http::reply::Reply;
 use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
 use crate::platform::error::{AppError, Result};
 use crate::platform::outbox::{self, Staged};
-use crate::platform::plan::Plan;
 use crate::platform::queue::{self, Job};
 use crate::platform::state::sql_list;
 use crate::platform::{clock, ids};
@@ -68,16 +69,6 @@ const EXECUTION_QUERY: [QueryDoc; 7] = [
         "Platform admin: only this organisation's.",
     ),
 ];
-
-/// Executions a tenant may start per calendar month (UTC), by plan.
-pub fn monthly_execution_quota(plan: Plan) -> Option<i64> {
-    match plan {
-        Plan::Free => Some(1_000),
-        Plan::Starter => Some(5_000),
-        Plan::Pro => Some(10_000),
-        Plan::PremiumCustom | Plan::Platform => None,
-    }
-}
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -347,15 +338,10 @@ async fn execute(cx: Ctx) -> Result<Reply> {
             .unwrap_or_default()
     };
     let now_ms = cx.now_ms;
-    if let Some(quota) = monthly_execution_quota(plan) {
-        let used = db::executions_since(&db, &w.tenant_id, &clock::month_start(now_ms)).await?;
-        if used >= quota {
-            return Err(AppError::QuotaExceeded(format!(
-                "The {plan} plan includes {quota} executions a month; this month's are used up."
-            )));
-        }
-    }
     let id = ids::new_id("exe");
+    // Counted by the tenant's meter before the execution exists (exact under concurrency);
+    // given back if it is not created after all.
+    let charge = usage::charge(&cx, &db, &w.tenant_id, plan, Metric::Executions, 1, &id).await?;
     let now = clock::rfc3339(now_ms);
     let timeout_at = clock::rfc3339(now_ms + i64::from(w.config.timeout_secs()) * 1000);
     let new = db::NewExecution {
@@ -366,15 +352,19 @@ async fn execute(cx: Ctx) -> Result<Reply> {
         now: &now,
         timeout_at: &timeout_at,
     };
-    db.batch(vec![
+    let mut stmts = vec![
         db::insert_execution(&db, &new)?,
         audit::entry(&cx, "workflow.executed")
             .tenant(w.tenant_id.as_str())
             .target("execution", id.as_str())
             .meta(json!({"workflow_id": w.id}))
             .stmt(&db)?,
-    ])
-    .await?;
+    ];
+    stmts.extend(charge.threshold_audits(&cx, &db)?);
+    if let Err(e) = db.batch(stmts).await {
+        charge.refund(&cx).await;
+        return Err(e);
+    }
     let job = Job::Step {
         execution_id: id.clone(),
         step: 0,
