@@ -1,8 +1,13 @@
 //! Module P/S's commercial core: the plan catalogue, the exact monthly usage meter, and Stripe
 //! billing (checkout, subscriptions, invoices, refunds, the signed webhook).
 
+pub mod events;
+pub mod stripe;
+
 use crate::http::router::Route;
 
 pub fn routes() -> Vec<Route> {
-    Vec::new()
+    let mut routes = Vec::new();
+    routes.extend(events::routes());
+    routes
 }

@@ -50,6 +50,7 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::apikeys::{ApiKey, CreateApiKey, CreatedApiKey};
     use crate::audit::routes::{ApiLog, AuditLog};
     use crate::auth::model::*;
+    use crate::billing::events::{BillingEvent, StripeReceipt, StripeWebhookEvent};
     use crate::health::{Health, HealthChecks};
     use crate::media::candidates::Candidate;
     use crate::media::job_state::{JobKind, JobStatus};
@@ -184,6 +185,9 @@ fn component_schemas() -> Vec<(String, Value)> {
         FromCandidates,
         CreateUpload,
         Upload,
+        StripeWebhookEvent,
+        StripeReceipt,
+        BillingEvent,
     ]
 }
 
