@@ -18,7 +18,7 @@ Objects follow the API version 2025-03-31 (item-level subscription periods, invo
 usage: stripe_event.py TYPE --tenant ID [--customer ID] [--subscription ID] [--price ID]
            [--invoice ID] [--charge ID] [--payment-intent ID] [--amount MINOR] [--currency C]
            [--interval month|year] [--interval-count N] [--quantity N] [--status S]
-           [--refunded MINOR] [--refund ID] [--cancel-at-period-end] [--no-customer]
+           [--refunded MINOR] [--refund-amount MINOR] [--refund ID] [--cancel-at-period-end] [--no-customer]
            [--created UNIX] [--id EVT] [--legacy] [--secret S ...] [--timestamp UNIX]
            [--send URL]
 """
@@ -177,7 +177,8 @@ def charge(a):
         "status": "succeeded",
         "refunds": {"object": "list", "has_more": False, "total_count": 1,
                     "url": f"/v1/charges/{a.charge}/refunds",
-                    "data": [{"id": a.refund, "object": "refund", "amount": refunded,
+                    "data": [{"id": a.refund, "object": "refund",
+                              "amount": refunded if a.refund_amount is None else a.refund_amount,
                               "charge": a.charge, "created": a.created, "currency": a.currency,
                               "metadata": {}, "payment_intent": a.payment_intent,
                               "reason": "requested_by_customer", "status": "succeeded"}]},
@@ -234,7 +235,8 @@ def main(argv=None):
     p.add_argument("--payment-intent")
     p.add_argument("--refund")
     p.add_argument("--amount", type=int, default=4900, help="minor units per interval")
-    p.add_argument("--refunded", type=int, help="charge.refunded: amount refunded (all)")
+    p.add_argument("--refunded", type=int, help="charge.refunded: amount refunded in all")
+    p.add_argument("--refund-amount", type=int, help="charge.refunded: this refund's amount")
     p.add_argument("--currency", default="eur")
     p.add_argument("--interval", default="month", choices=["day", "week", "month", "year"])
     p.add_argument("--interval-count", type=int, default=1)

@@ -332,8 +332,15 @@ async fn replay(cx: Ctx) -> Result<Reply> {
     .await?;
     outbox::send_now(&cx.env, &cx.config, &db, &[staged]).await;
     let location = format!("/api/v1/admin/billing/events/{}", event.id);
-    let mut event = find(&db, &event.id).await?;
-    event.payload = None;
+    // The row as the update left it (the consumer may already be at work on it).
+    let event = BillingEvent {
+        status: "received".into(),
+        error: None,
+        attempts: 0,
+        processed_at: None,
+        payload: None,
+        ..event
+    };
     Reply::accepted(&event, location)
 }
 

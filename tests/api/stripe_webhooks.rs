@@ -352,7 +352,14 @@ async fn payment_failed_after_paid_stays_paid_and_refunds_move_it_on() {
     let full = stripe_event(
         "charge.refunded",
         &owner.tenant_id,
-        &["--invoice", &invoice, "--refunded", "4900"],
+        &[
+            "--invoice",
+            &invoice,
+            "--refunded",
+            "4900",
+            "--refund-amount",
+            "3900",
+        ],
     );
     applied(&admin, &full, "processed").await;
     // The partial one again (a redelivered older event) moves nothing back.
@@ -382,7 +389,7 @@ async fn payment_failed_after_paid_stays_paid_and_refunds_move_it_on() {
         .iter()
         .map(|r| r["amount"].as_i64().unwrap())
         .collect();
-    assert_eq!(amounts, [1000, 4900]);
+    assert_eq!(amounts, [1000, 3900]);
 }
 
 #[tokio::test]
