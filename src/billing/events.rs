@@ -141,22 +141,35 @@ fn unavailable() -> AppError {
     )
 }
 
-async fn receive(cx: Ctx) -> Result<Reply> {
-    let cfg = &cx.config.stripe;
+/// What the webhook admits, before anything is stored: 503 without a secret, 401 for a
+/// missing, bad or stale signature, 400 for a signed body that is not an event.
+pub fn admit(
+    cfg: &crate::platform::config::Stripe,
+    signature: Option<&str>,
+    body: &[u8],
+    now_secs: i64,
+) -> Result<stripe::Event> {
     if cfg.webhook_secrets.is_empty() {
         return Err(unavailable());
     }
-    let header = cx.header("Stripe-Signature");
     stripe::verify(
-        header.as_deref(),
-        &cx.body,
+        signature,
+        body,
         &cfg.webhook_secrets,
         cfg.webhook_tolerance_secs,
-        cx.now_ms.div_euclid(1000),
+        now_secs,
     )
     .map_err(|e| AppError::Unauthorized("invalid_signature", e.detail().into()))?;
-    let event = stripe::parse_event(&cx.body)
-        .map_err(|e| AppError::BadRequest(format!("Not a Stripe event: {e}.")))?;
+    stripe::parse_event(body).map_err(|e| AppError::BadRequest(format!("Not a Stripe event: {e}.")))
+}
+
+async fn receive(cx: Ctx) -> Result<Reply> {
+    let event = admit(
+        &cx.config.stripe,
+        cx.header("Stripe-Signature").as_deref(),
+        &cx.body,
+        cx.now_ms.div_euclid(1000),
+    )?;
     // Types this API does not act on are kept, already decided, and not queued.
     let unhandled = (!stripe::HANDLED.contains(&event.kind.as_str()))
         .then(|| format!("{} is not an event type this API handles", event.kind));
@@ -958,6 +971,45 @@ async fn refund(db: &Db, event_id: &str, hold: &str, c: &stripe::Charge) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_webhook_admits_only_signed_events_and_needs_a_secret() {
+        let mut cfg = crate::platform::config::Stripe {
+            api_base: "https://api.stripe.com".into(),
+            secret_key: None,
+            webhook_secrets: vec![],
+            webhook_tolerance_secs: 300,
+            prices: vec![],
+        };
+        let body =
+            br#"{"id":"evt_1","type":"invoice.paid","created":5,"data":{"object":{"id":"in_1"}}}"#;
+        let t = 1_800_000_000;
+        let header = format!("t={t},v1={}", stripe::sign("whsec_a", t, body));
+        let code = |r: Result<stripe::Event>| r.map_err(|e| (e.status(), e.code()));
+        assert_eq!(
+            code(admit(&cfg, Some(&header), body, t)),
+            Err((503, "billing_unavailable"))
+        );
+        cfg.webhook_secrets = vec!["whsec_a".into()];
+        assert_eq!(
+            code(admit(&cfg, Some(&header), body, t)).unwrap().id,
+            "evt_1"
+        );
+        assert_eq!(
+            code(admit(&cfg, None, body, t)),
+            Err((401, "invalid_signature"))
+        );
+        assert_eq!(
+            code(admit(&cfg, Some(&header), body, t + 301)),
+            Err((401, "invalid_signature"))
+        );
+        let junk = b"{}";
+        let signed = format!("t={t},v1={}", stripe::sign("whsec_a", t, junk));
+        assert_eq!(
+            code(admit(&cfg, Some(&signed), junk, t)),
+            Err((400, "bad_request"))
+        );
+    }
 
     #[test]
     fn a_stored_holder_round_trips_into_the_lease_rule() {

@@ -504,3 +504,22 @@ fn sign(secret: &str, t: i64, body: &[u8]) -> String {
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
 }
+
+#[tokio::test]
+async fn the_webhook_and_event_routes_are_in_the_openapi_document() {
+    let r = get("/openapi.json").send().await.expect(200);
+    let paths = &r.body["paths"];
+    let hook = &paths["/api/v1/webhooks/stripe"]["post"];
+    assert!(hook.is_object(), "{}", paths);
+    assert!(hook["responses"]["200"]
+        .to_string()
+        .contains("StripeReceipt"));
+    assert!(paths["/api/v1/admin/billing/events"]["get"].is_object());
+    assert!(paths["/api/v1/admin/billing/events/{id}"]["get"].is_object());
+    assert!(
+        paths["/api/v1/admin/billing/events/{id}/replay"]["post"]["responses"]["202"].is_object()
+    );
+    for s in ["StripeWebhookEvent", "StripeReceipt", "BillingEvent"] {
+        assert!(r.body["components"]["schemas"][s].is_object(), "{s}");
+    }
+}
