@@ -81,6 +81,7 @@ dev: build seed
 	echo "  agency client    owner@northwind.demo / $$DEMO_PASSWORD  (member@northwind.demo too)"; \
 	echo "  inbox tenant     owner@blueharbor.demo / $$DEMO_PASSWORD  (agent@blueharbor.demo too)"; \
 	echo "  shop tenant      owner@aldershop.demo / $$DEMO_PASSWORD"; \
+	echo "  Stripe tenant    owner@cedar.demo / $$DEMO_PASSWORD  (pro via Stripe; scripts/stripe_event.py signs test events)"; \
 	echo "Mock upstream (demo workflows' provider, WhatsApp Graph API, OCR): http://127.0.0.1:$(MOCK_PORT)"; \
 	echo ""
 	@python3 scripts/mock_upstream.py --port $(MOCK_PORT) > $(STATE)/mock-upstream.log 2>&1 & \

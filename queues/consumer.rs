@@ -216,6 +216,9 @@ async fn handle_job(env: &Env, holder: &Holder, body: &str) -> Result<Outcome> {
             crate::audit::request_log::insert(env, entries).await?;
             Ok(Outcome::Ack)
         }
+        Job::Stripe { event_id } => {
+            crate::billing::events::process(env, &cfg, holder, event_id).await
+        }
     }
 }
 
@@ -248,6 +251,9 @@ async fn record_dead_letter(env: &Env, body: &str) -> Result<()> {
         }
         Some(Job::Media { job_id }) => {
             crate::media::runner::mark_failed(env, job_id, &error).await?
+        }
+        Some(Job::Stripe { event_id }) => {
+            crate::billing::events::mark_failed(env, event_id, &error).await?
         }
         _ => {}
     }

@@ -73,6 +73,7 @@ def main():
         ("ten_demo_agency", "Northwind Studio (agency client)", "northwind", "premium_custom", "active", 1500.0, "2026-01-01T00:00:00.000Z", "2026-12-31T00:00:00.000Z"),
         ("ten_demo_inbox", "Blue Harbor Support (inbox)", "blue-harbor", "pro", "active", 99.0, "2026-03-01T00:00:00.000Z", None),
         ("ten_demo_shop", "Alder & Co. Shop", "alder-shop", "starter", "active", 49.0, "2026-06-01T00:00:00.000Z", None),
+        (STRIPE_TENANT, "Cedar Analytics (Stripe)", "cedar", "free", "active", 0, None, None),
     ]
     users = [
         ("usr_platform_admin", "ten_platform", env["ADMIN_EMAIL"].lower(), "Platform Admin", "platform_admin", env["ADMIN_PASSWORD"]),
@@ -81,6 +82,7 @@ def main():
         ("usr_demo_inbox_owner", "ten_demo_inbox", "owner@blueharbor.demo", "Olivia Owner", "owner", demo_pw),
         ("usr_demo_inbox_agent", "ten_demo_inbox", "agent@blueharbor.demo", "Aiden Agent", "agent", demo_pw),
         ("usr_demo_shop_owner", "ten_demo_shop", "owner@aldershop.demo", "Sam Owner", "owner", demo_pw),
+        ("usr_demo_pro_owner", STRIPE_TENANT, "owner@cedar.demo", "Cleo Owner", "owner", demo_pw),
     ]
     out = []
     for t in tenants:
@@ -101,7 +103,56 @@ def main():
     out.extend(workflow_sql(args.provider_url.rstrip("/"), now))
     out.extend(inbox_sql())
     out.extend(shop_sql())
+    out.extend(stripe_sql(env.get("STRIPE_PRICE_PRO") or "price_local_pro"))
     print("\n".join(out))
+
+
+STRIPE_TENANT = "ten_demo_pro"
+
+
+def month_start(d, back=0):
+    """The first instant (UTC) of the month `back` months before `d`'s."""
+    y, m = divmod(d.year * 12 + d.month - 1 - back, 12)
+    m += 1
+    return datetime.datetime(y, m, 1, tzinfo=datetime.timezone.utc)
+
+
+def stripe_sql(price):
+    """The Stripe-managed tenant: on `pro` through an active monthly subscription (as the
+    webhook consumer leaves a tenant after checkout.session.completed and
+    customer.subscription.created), with two paid invoices and one whose payment failed."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    start, end = month_start(now), month_start(now, -1)
+    out = [
+        "UPDATE tenants SET plan = 'pro', subscription_amount = 49.0, "
+        f"subscription_start_date = {q(iso(start))}, subscription_end_date = {q(iso(end))}, "
+        "stripe_customer_id = 'cus_demo_cedar', stripe_subscription_id = 'sub_demo_cedar', "
+        f"stripe_price_id = {q(price)}, subscription_status = 'active', cancel_at_period_end = 0, "
+        "subscription_unit_amount = 4900, subscription_currency = 'eur', subscription_interval = 'month', "
+        f"current_period_start = {q(iso(start))}, current_period_end = {q(iso(end))}, "
+        f"billing_event_created = {int(start.timestamp())} "
+        f"WHERE id = {q(STRIPE_TENANT)} AND stripe_customer_id IS NULL;"
+    ]
+    invoices = [  # months back, number, status, amount paid
+        (2, "CEDAR-0001", "paid", 4900),
+        (1, "CEDAR-0002", "failed", 0),
+        (0, "CEDAR-0003", "paid", 4900),
+    ]
+    for back, number, status, paid in invoices:
+        p_start, p_end = month_start(now, back), month_start(now, back - 1)
+        suffix = number.split("-")[1]
+        base = f"https://invoice.stripe.com/i/acct_demo/test_cedar{suffix}"
+        out.append(
+            "INSERT OR IGNORE INTO payments (id, tenant_id, stripe_invoice_id, stripe_customer_id, "
+            "stripe_subscription_id, stripe_charge_id, stripe_payment_intent_id, number, amount_due, "
+            "amount_paid, currency, status, period_start, period_end, hosted_invoice_url, invoice_pdf, "
+            "stripe_created, created_at, updated_at) VALUES "
+            f"({q('pay_demo_cedar_' + suffix)}, {q(STRIPE_TENANT)}, {q('in_demo_cedar_' + suffix)}, "
+            f"'cus_demo_cedar', 'sub_demo_cedar', {q('ch_demo_cedar_' + suffix)}, {q('pi_demo_cedar_' + suffix)}, "
+            f"{q(number)}, 4900, {paid}, 'eur', {q(status)}, {q(iso(p_start))}, {q(iso(p_end))}, "
+            f"{q(base)}, {q(base + '/pdf')}, {int(p_start.timestamp())}, {q(iso(p_start))}, {q(iso(p_start))});"
+        )
+    return out
 
 
 def http(name, url, body, output=None):

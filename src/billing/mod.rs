@@ -4,11 +4,14 @@
 pub mod meter;
 pub mod plans;
 pub mod usage;
+pub mod events;
+pub mod stripe;
 
 use crate::http::router::Route;
 
 pub fn routes() -> Vec<Route> {
     let mut routes = Vec::new();
     routes.extend(usage::routes());
+    routes.extend(events::routes());
     routes
 }

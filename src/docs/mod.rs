@@ -55,6 +55,7 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::billing::usage::{
         LimitsView, MetricUsage, MonthlyUsage, PlanList, PlanView, TenantUsage, Usage, UsageMetrics,
     };
+    use crate::billing::events::{BillingEvent, StripeReceipt, StripeWebhookEvent};
     use crate::health::{Health, HealthChecks};
     use crate::media::candidates::Candidate;
     use crate::media::job_state::{JobKind, JobStatus};
@@ -201,6 +202,9 @@ fn component_schemas() -> Vec<(String, Value)> {
         Alert,
         TenantUsage,
         MonthlyUsage,
+        StripeWebhookEvent,
+        StripeReceipt,
+        BillingEvent,
     ]
 }
 

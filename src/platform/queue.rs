@@ -52,6 +52,8 @@ pub enum Job {
     Sweep,
     /// Request-log entries the API Worker collected, inserted in one D1 batch.
     ApiLogs { entries: Vec<ApiLog> },
+    /// Apply a stored Stripe webhook event (`stripe_events`).
+    Stripe { event_id: String },
 }
 
 /// One answered `/api/v1` request: what the API Worker hands the jobs Worker, and what
@@ -100,6 +102,7 @@ impl Job {
             Job::Media { .. } => "media_job",
             Job::Sweep => "sweep",
             Job::ApiLogs { .. } => "api_logs",
+            Job::Stripe { .. } => "stripe_event",
         }
     }
 
@@ -116,6 +119,7 @@ impl Job {
             }
             Job::CampaignChunk { campaign_id, .. } => ("campaigns", campaign_id),
             Job::Media { job_id } => ("jobs", job_id),
+            Job::Stripe { event_id } => ("stripe_events", event_id),
             Job::Sweep | Job::ApiLogs { .. } => return None,
         })
     }

@@ -21,6 +21,8 @@ mod media;
 mod messaging;
 mod messaging_hardening;
 mod ops;
+mod stripe_support;
+mod stripe_webhooks;
 mod support;
 mod tenants;
 mod tokens;
