@@ -50,6 +50,11 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::apikeys::{ApiKey, CreateApiKey, CreatedApiKey};
     use crate::audit::routes::{ApiLog, AuditLog};
     use crate::auth::model::*;
+    use crate::billing::payments::{CreateRefund, Payment, Refund};
+    use crate::billing::subscription::{
+        ChangeSubscription, CheckoutSession, CreateCheckout, CreatePortal, PortalSession,
+        Subscription,
+    };
     use crate::health::{Health, HealthChecks};
     use crate::media::candidates::Candidate;
     use crate::media::job_state::{JobKind, JobStatus};
@@ -103,6 +108,15 @@ fn component_schemas() -> Vec<(String, Value)> {
         UpdateUser,
         Tenant,
         Plan,
+        Subscription,
+        ChangeSubscription,
+        CreateCheckout,
+        CheckoutSession,
+        CreatePortal,
+        PortalSession,
+        Payment,
+        CreateRefund,
+        Refund,
         CreateTenant,
         UpdateTenant,
         CreateUser,
