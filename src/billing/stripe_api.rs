@@ -227,6 +227,16 @@ pub fn unavailable() -> AppError {
     )
 }
 
+/// The secret key, or `503 billing_unavailable` when none is configured.
+pub fn secret_key(stripe: &crate::platform::config::Stripe) -> Result<&str> {
+    stripe
+        .secret_key
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(unavailable)
+}
+
 /// A configured client: the deployment's settings and its secret key.
 pub struct Stripe<'a> {
     cfg: &'a Config,
@@ -236,13 +246,10 @@ pub struct Stripe<'a> {
 impl<'a> Stripe<'a> {
     /// `503 billing_unavailable` when no secret key is configured.
     pub fn new(cfg: &'a Config) -> Result<Stripe<'a>> {
-        match cfg.stripe.secret_key.as_deref().map(str::trim) {
-            Some(key) if !key.is_empty() => Ok(Stripe { cfg, key }),
-            _ => {
-                log("stripe.unconfigured", "", "STRIPE_SECRET_KEY is not set");
-                Err(unavailable())
-            }
-        }
+        let key = secret_key(&cfg.stripe).inspect_err(|_| {
+            log("stripe.unconfigured", "", "STRIPE_SECRET_KEY is not set");
+        })?;
+        Ok(Stripe { cfg, key })
     }
 
     pub async fn get(&self, path: &str) -> Result<Value> {
@@ -500,6 +507,23 @@ mod tests {
                 "{status}"
             );
         }
+    }
+
+    #[test]
+    fn without_a_secret_key_billing_is_unavailable() {
+        let mut stripe = crate::platform::config::Stripe {
+            api_base: "https://api.stripe.com".into(),
+            secret_key: None,
+            webhook_secrets: vec![],
+            webhook_tolerance_secs: 300,
+            prices: vec![],
+        };
+        let e = secret_key(&stripe).unwrap_err();
+        assert_eq!((e.status(), e.code()), (503, "billing_unavailable"));
+        stripe.secret_key = Some("  ".into());
+        assert_eq!(secret_key(&stripe).unwrap_err().status(), 503);
+        stripe.secret_key = Some("sk_test_1".into());
+        assert_eq!(secret_key(&stripe).ok(), Some("sk_test_1"));
     }
 
     #[test]

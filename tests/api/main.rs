@@ -13,6 +13,7 @@ mod admin_cli;
 mod apikeys;
 mod audit;
 mod auth;
+mod billing_stripe;
 mod conventions;
 mod egress;
 mod gate;
