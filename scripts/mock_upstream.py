@@ -28,9 +28,33 @@ WhatsApp Graph API (GRAPH_API_BASE points here; calls recorded under "graph-PHON
        both need a bearer token (401 without); the id's prefix picks the file: "png" a PNG image,
        "pdf" a PDF, "ogg" an Ogg/Opus voice note, "mp4" a video; "broken" ids answer 500 always,
        "flaky" ids 500 on their first look-up.
+
+Stripe API (STRIPE_API_BASE points at /stripe; calls recorded under "stripe" with their
+"form": the form body parsed into {"line_items[0][price]": ..., ...}):
+  POST /stripe/v1/checkout/sessions        -> a checkout.session {id: "cs_test_…", url, mode, customer,
+       customer_email, client_reference_id, metadata}; needs mode, success_url and in subscription
+       mode line_items[0][price]; customer and customer_email are exclusive (400 as on Stripe)
+  POST /stripe/v1/billing_portal/sessions  -> a billing_portal.session {id: "bps_…", url, customer, return_url}
+  GET  /stripe/v1/subscriptions/ID         -> a subscription {id, status, customer, cancel_at_period_end,
+       items: {data: [{id: "si_…", price: {id, unit_amount, currency, recurring}, current_period_*}]}},
+       made up on first sight (price "price_mock_default") and kept in memory
+  POST /stripe/v1/subscriptions/ID         -> the same, changed: items[0][id] must be the current item
+       (400 resource_missing otherwise), items[0][price], cancel_at_period_end, proration_behavior
+  POST /stripe/v1/refunds                  -> a refund {id: "re_…", status: "pending", amount, charge,
+       payment_intent, reason, metadata} (charge or payment_intent required; reason one of
+       duplicate, fraudulent, requested_by_customer; the mock knows no charges: no amount is 0)
+  GET  /stripe/checkout/ID, /stripe/portal/ID -> a small HTML page (the links the sessions give)
+  Every API call needs `Authorization: Bearer sk_test_…` (401 with Stripe's error shape otherwise)
+  and a POST a form body (`application/x-www-form-urlencoded`, 400 otherwise). An Idempotency-Key
+  seen before replays the first answer (header `Idempotent-Replayed: true`); with other
+  parameters it is 400 idempotency_error, as on Stripe. Errors are {"error": {type, code?, message,
+  param?}}. Test triggers: a customer id starting "cus_missing", price "price_missing", charge
+  "ch_missing" or subscription "sub_missing" -> 400/404 resource_missing; a customer id starting
+  "cus_down" or a customer_email starting "stripe-down" -> 500 api_error.
 """
 import argparse
 import hashlib
+import secrets
 import json
 import threading
 import time
@@ -70,6 +94,143 @@ def image_url(host, seed, i):
     return f"http://{host}/files/{digest}.png"
 
 
+STRIPE_SUBSCRIPTIONS = {}
+STRIPE_IDEMPOTENCY = {}
+STRIPE_REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+STRIPE_PRORATIONS = ("create_prorations", "none", "always_invoice")
+
+
+def stripe_error(status, kind, message, code=None, param=None):
+    error = {"type": kind, "message": message}
+    if code:
+        error["code"] = code
+    if param:
+        error["param"] = param
+    return status, {"error": error}
+
+
+def stripe_missing(what, value, param):
+    return stripe_error(400, "invalid_request_error", f"No such {what}: '{value}'", "resource_missing", param)
+
+
+def stripe_nested(form, name):
+    """`metadata[tenant_id]=x` -> {"tenant_id": "x"} for one level of nesting."""
+    prefix = f"{name}["
+    return {k[len(prefix):-1]: v for k, v in form.items() if k.startswith(prefix) and k.endswith("]")
+            and "[" not in k[len(prefix):-1]}
+
+
+def stripe_subscription(sub_id):
+    with LOCK:
+        sub = STRIPE_SUBSCRIPTIONS.get(sub_id)
+        if sub is None:
+            now = int(time.time())
+            digest = hashlib.sha256(sub_id.encode()).hexdigest()
+            sub = {"id": sub_id, "object": "subscription", "status": "active",
+                   "customer": f"cus_mock{digest[:14]}", "cancel_at_period_end": False, "metadata": {},
+                   "created": now, "currency": "eur",
+                   "items": {"object": "list", "data": [{
+                       "id": f"si_{digest[14:28]}", "object": "subscription_item", "quantity": 1,
+                       "current_period_start": now, "current_period_end": now + 30 * 86400,
+                       "price": {"id": "price_mock_default", "object": "price", "unit_amount": 4900,
+                                 "currency": "eur", "recurring": {"interval": "month", "interval_count": 1}}}]}}
+            STRIPE_SUBSCRIPTIONS[sub_id] = sub
+        return json.loads(json.dumps(sub))
+
+
+def stripe_api(method, parts, form, host):
+    """One Stripe call (after the key and content type checks): (status, payload)."""
+    if method == "POST" and parts == ["checkout", "sessions"]:
+        mode = form.get("mode")
+        if mode not in ("payment", "setup", "subscription"):
+            return stripe_error(400, "invalid_request_error", "Missing required param: mode.", "parameter_missing", "mode")
+        if not form.get("success_url"):
+            return stripe_error(400, "invalid_request_error", "Missing required param: success_url.",
+                                "parameter_missing", "success_url")
+        price = form.get("line_items[0][price]")
+        if mode == "subscription" and not price:
+            return stripe_error(400, "invalid_request_error", "Missing required param: line_items[0][price].",
+                                "parameter_missing", "line_items[0][price]")
+        if price and (price.startswith("price_missing") or not price.startswith("price_")):
+            return stripe_missing("price", price, "line_items[0][price]")
+        customer, email = form.get("customer"), form.get("customer_email")
+        if customer and email:
+            return stripe_error(400, "invalid_request_error",
+                                "You may only specify one of these parameters: customer, customer_email.")
+        if (customer or "").startswith("cus_down") or (email or "").startswith("stripe-down"):
+            return stripe_error(500, "api_error", "An unknown error occurred")
+        if (customer or "").startswith("cus_missing"):
+            return stripe_missing("customer", customer, "customer")
+        session_id = f"cs_test_{secrets.token_hex(16)}"
+        return 200, {"id": session_id, "object": "checkout.session", "mode": mode, "status": "open",
+                     "url": f"http://{host}/stripe/checkout/{session_id}", "customer": customer,
+                     "customer_email": email, "client_reference_id": form.get("client_reference_id"),
+                     "metadata": stripe_nested(form, "metadata"), "success_url": form.get("success_url"),
+                     "cancel_url": form.get("cancel_url"), "created": int(time.time()),
+                     "expires_at": int(time.time()) + 86400}
+    if method == "POST" and parts == ["billing_portal", "sessions"]:
+        customer = form.get("customer")
+        if not customer:
+            return stripe_error(400, "invalid_request_error", "Missing required param: customer.",
+                                "parameter_missing", "customer")
+        if customer.startswith("cus_down"):
+            return stripe_error(500, "api_error", "An unknown error occurred")
+        if customer.startswith("cus_missing"):
+            return stripe_missing("customer", customer, "customer")
+        session_id = f"bps_{secrets.token_hex(12)}"
+        return 200, {"id": session_id, "object": "billing_portal.session", "customer": customer,
+                     "return_url": form.get("return_url"), "url": f"http://{host}/stripe/portal/{session_id}",
+                     "created": int(time.time())}
+    if len(parts) == 2 and parts[0] == "subscriptions" and method in ("GET", "POST"):
+        sub_id = parts[1]
+        if sub_id.startswith("sub_missing"):
+            return stripe_error(404, "invalid_request_error", f"No such subscription: '{sub_id}'",
+                                "resource_missing", "id")
+        sub = stripe_subscription(sub_id)
+        if method == "GET":
+            return 200, sub
+        item = sub["items"]["data"][0]
+        if "items[0][id]" in form and form["items[0][id]"] != item["id"]:
+            return stripe_missing("subscription item", form["items[0][id]"], "items[0][id]")
+        proration = form.get("proration_behavior")
+        if proration is not None and proration not in STRIPE_PRORATIONS:
+            return stripe_error(400, "invalid_request_error", f"Invalid proration_behavior: {proration}",
+                                "parameter_invalid_string", "proration_behavior")
+        price = form.get("items[0][price]")
+        if price is not None:
+            if price.startswith("price_missing") or not price.startswith("price_"):
+                return stripe_missing("price", price, "items[0][price]")
+            item["price"]["id"] = price
+        flag = form.get("cancel_at_period_end")
+        if flag is not None:
+            if flag not in ("true", "false"):
+                return stripe_error(400, "invalid_request_error", "Invalid boolean: " + flag,
+                                    "parameter_invalid_boolean", "cancel_at_period_end")
+            sub["cancel_at_period_end"] = flag == "true"
+        with LOCK:
+            STRIPE_SUBSCRIPTIONS[sub_id] = sub
+        return 200, sub
+    if method == "POST" and parts == ["refunds"]:
+        charge, intent = form.get("charge"), form.get("payment_intent")
+        if not charge and not intent:
+            return stripe_error(400, "invalid_request_error",
+                                "One of the following params should be provided for this request: payment_intent or charge.")
+        if (charge or "").startswith("ch_missing"):
+            return stripe_missing("charge", charge, "charge")
+        reason = form.get("reason")
+        if reason is not None and reason not in STRIPE_REFUND_REASONS:
+            return stripe_error(400, "invalid_request_error", f"Invalid reason: must be one of {', '.join(STRIPE_REFUND_REASONS)}",
+                                "parameter_invalid_string", "reason")
+        amount = form.get("amount", "0")
+        if not amount.isdigit():
+            return stripe_error(400, "invalid_request_error", "Invalid integer: " + amount,
+                                "parameter_invalid_integer", "amount")
+        return 200, {"id": f"re_{secrets.token_hex(12)}", "object": "refund", "amount": int(amount),
+                     "charge": charge, "payment_intent": intent, "currency": "eur", "reason": reason,
+                     "status": "pending", "metadata": stripe_nested(form, "metadata"), "created": int(time.time())}
+    return stripe_error(404, "invalid_request_error", f"Unrecognized request URL ({method}: /v1/{'/'.join(parts)}).")
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -106,6 +267,8 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 calls = list(CALLS.get(parts[1], []))
             return self.reply(200, {"calls": calls})
+        if parts[:1] == ["stripe"]:
+            return self.stripe(parts[1:], entry, raw, host)
         if len(parts) >= 2 and parts[0] == "redirect":
             record(parts[1], entry)
             to = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("to", ["/"])[0]
@@ -199,6 +362,56 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
                                     "usage": {"prompt_tokens": len(last.split()), "completion_tokens": len(content.split())}})
         return self.reply(404, {"error": f"no mock for {self.command} {self.path}"})
+
+    def stripe(self, parts, entry, raw, host):
+        if self.command == "GET" and len(parts) == 2 and parts[0] in ("checkout", "portal"):
+            page = f"<!doctype html><title>Mock Stripe</title><h1>Mock Stripe {parts[0]}</h1><p>{parts[1]}</p>".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return None
+        query = urllib.parse.urlsplit(self.path).query
+        form_text = raw.decode("utf-8", "replace") if self.command == "POST" else query
+        form = dict(urllib.parse.parse_qsl(form_text, keep_blank_values=True))
+        record("stripe", {**entry, "form": form})
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("Bearer sk_test_"):
+            status, payload = stripe_error(401, "invalid_request_error",
+                                           "Invalid API Key provided" if auth else
+                                           "You did not provide an API key.")
+            return self.reply(status, payload)
+        if self.command == "POST" and not (self.headers.get("Content-Type") or "").startswith(
+                "application/x-www-form-urlencoded"):
+            return self.reply(*stripe_error(400, "invalid_request_error",
+                                            "Invalid request: the body must be application/x-www-form-urlencoded."))
+        if parts[:1] != ["v1"]:
+            return self.reply(*stripe_error(404, "invalid_request_error", f"Unrecognized request URL ({self.path})."))
+        key = self.headers.get("Idempotency-Key") if self.command == "POST" else None
+        fingerprint = hashlib.sha256(f"{self.command} {self.path}\n{form_text}".encode()).hexdigest()
+        if key:
+            with LOCK:
+                seen = STRIPE_IDEMPOTENCY.get((auth, key))
+            if seen is not None:
+                if seen[0] != fingerprint:
+                    return self.reply(*stripe_error(
+                        400, "idempotency_error",
+                        "Keys for idempotent requests can only be used with the same parameters they were first used with."))
+                body = json.dumps(seen[2]).encode()
+                self.send_response(seen[1])
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Idempotent-Replayed", "true")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return None
+        status, payload = stripe_api(self.command, parts[1:], form, host)
+        # Stripe keeps the answer of a request it ran (not one refused before running, nor a 500).
+        if key and status < 500:
+            with LOCK:
+                STRIPE_IDEMPOTENCY.setdefault((auth, key), (fingerprint, status, payload))
+        return self.reply(status, payload)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
 

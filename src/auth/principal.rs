@@ -281,6 +281,7 @@ pub fn authorize(access: Access, p: &Principal, method: Method) -> Result<()> {
         Access::Public | Access::Session | Access::User => true,
         Access::Agent => p.role.at_least(Role::Agent),
         Access::TenantAdmin => p.role.at_least(Role::Admin),
+        Access::Owner => p.role.at_least(Role::Owner),
         Access::PlatformAdmin => p.is_platform_admin(),
     };
     if ok {
@@ -330,6 +331,9 @@ mod tests {
         assert!(authorize(Access::User, &user(Role::Member), Method::Get).is_ok());
         assert!(authorize(Access::TenantAdmin, &user(Role::Member), Method::Get).is_err());
         assert!(authorize(Access::TenantAdmin, &user(Role::Admin), Method::Post).is_ok());
+        assert!(authorize(Access::Owner, &user(Role::Admin), Method::Post).is_err());
+        assert!(authorize(Access::Owner, &user(Role::Owner), Method::Post).is_ok());
+        assert!(authorize(Access::Owner, &key(&["admin"]), Method::Post).is_err());
         assert!(authorize(Access::Agent, &user(Role::Member), Method::Get).is_err());
         assert!(authorize(Access::PlatformAdmin, &user(Role::Owner), Method::Get).is_err());
         assert!(authorize(

@@ -50,12 +50,17 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::apikeys::{ApiKey, CreateApiKey, CreatedApiKey};
     use crate::audit::routes::{ApiLog, AuditLog};
     use crate::auth::model::*;
+    use crate::billing::events::{BillingEvent, StripeReceipt, StripeWebhookEvent};
     use crate::billing::meter::Alert;
+    use crate::billing::payments::{CreateRefund, Payment, Refund};
     use crate::billing::plans::{Feature, Metric, QuotaOverrides};
+    use crate::billing::subscription::{
+        ChangeSubscription, CheckoutSession, CreateCheckout, CreatePortal, PortalSession,
+        Subscription,
+    };
     use crate::billing::usage::{
         LimitsView, MetricUsage, MonthlyUsage, PlanList, PlanView, TenantUsage, Usage, UsageMetrics,
     };
-    use crate::billing::events::{BillingEvent, StripeReceipt, StripeWebhookEvent};
     use crate::health::{Health, HealthChecks};
     use crate::media::candidates::Candidate;
     use crate::media::job_state::{JobKind, JobStatus};
@@ -109,6 +114,15 @@ fn component_schemas() -> Vec<(String, Value)> {
         UpdateUser,
         Tenant,
         Plan,
+        Subscription,
+        ChangeSubscription,
+        CreateCheckout,
+        CheckoutSession,
+        CreatePortal,
+        PortalSession,
+        Payment,
+        CreateRefund,
+        Refund,
         CreateTenant,
         UpdateTenant,
         CreateUser,

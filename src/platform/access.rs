@@ -51,6 +51,9 @@ pub enum Access {
     Agent,
     /// Tenant administrators: owner, admin (and the platform admin in its own tenant).
     TenantAdmin,
+    /// The tenant's owners (and the platform admin in its own tenant): commitments such as
+    /// buying or changing the subscription.
+    Owner,
     /// The operator of the deployment.
     PlatformAdmin,
 }

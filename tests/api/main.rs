@@ -14,6 +14,7 @@ mod apikeys;
 mod audit;
 mod auth;
 mod billing;
+mod billing_stripe;
 mod conventions;
 mod egress;
 mod gate;
