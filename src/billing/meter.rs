@@ -202,7 +202,23 @@ pub fn over_quota(
         .with("resets_at", resets_at)
 }
 
+/// One meter call; an unreachable meter is `503 usage_unavailable` (logged), not a 500.
 async fn call<T: serde::de::DeserializeOwned>(
+    env: &Env,
+    tenant_id: &str,
+    req: &MeterRequest,
+) -> Result<T> {
+    call_once(env, tenant_id, req).await.map_err(|e| {
+        worker::console_error!("usage meter unavailable: {e}");
+        AppError::refused(
+            503,
+            "usage_unavailable",
+            "Usage cannot be counted right now; nothing was started. Try again shortly.",
+        )
+    })
+}
+
+async fn call_once<T: serde::de::DeserializeOwned>(
     env: &Env,
     tenant_id: &str,
     req: &MeterRequest,

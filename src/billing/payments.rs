@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use super::stripe_api::{idempotency_key, Stripe};
 use crate::args;
 use crate::audit;
+use crate::billing::stripe::PaymentStatus;
 use crate::handler;
 use crate::http::context::Ctx;
 use crate::http::json::Checks;
@@ -20,12 +21,12 @@ use crate::platform::error::{AppError, Result};
 use crate::platform::ids;
 
 pub const STATUSES: [&str; 6] = [
-    "open",
-    "paid",
-    "failed",
-    "void",
-    "refunded",
-    "partially_refunded",
+    PaymentStatus::Open.as_str(),
+    PaymentStatus::Paid.as_str(),
+    PaymentStatus::Failed.as_str(),
+    PaymentStatus::Void.as_str(),
+    PaymentStatus::Refunded.as_str(),
+    PaymentStatus::PartiallyRefunded.as_str(),
 ];
 pub const REASONS: [&str; 3] = ["duplicate", "fraudulent", "requested_by_customer"];
 /// Refund statuses that still count against what may be refunded.
@@ -92,9 +93,7 @@ pub struct Payment {
     pub amount_refunded: i64,
     /// ISO 4217, lower case as Stripe writes it.
     pub currency: String,
-    /// `open`, `paid`, `failed`, `void`, `refunded` or `partially_refunded`.
-    #[schema(example = "paid")]
-    pub status: String,
+    pub status: PaymentStatus,
     pub period_start: Option<String>,
     pub period_end: Option<String>,
     /// Stripe's page for the invoice.
@@ -190,7 +189,7 @@ async fn get(cx: Ctx) -> Result<Reply> {
 pub struct Refundable {
     pub id: String,
     pub tenant_id: String,
-    pub status: String,
+    pub status: PaymentStatus,
     pub amount_paid: i64,
     pub amount_refunded: i64,
     pub currency: String,
@@ -216,13 +215,17 @@ pub fn plan_refund(p: &Refundable, body: &CreateRefund) -> Result<RefundPlan> {
             checks.add("reason", format!("must be one of {}", REASONS.join(", ")));
         }
     }
-    if !matches!(p.status.as_str(), "paid" | "partially_refunded") || p.amount_paid <= 0 {
+    if !matches!(
+        p.status,
+        PaymentStatus::Paid | PaymentStatus::PartiallyRefunded
+    ) || p.amount_paid <= 0
+    {
         checks.finish()?;
         return Err(AppError::Unprocessable(
             "not_refundable",
             format!(
                 "The invoice is {}; only a paid invoice can be refunded.",
-                p.status
+                p.status.as_str()
             ),
         ));
     }
@@ -377,7 +380,7 @@ mod tests {
         Refundable {
             id: "pay_1".into(),
             tenant_id: "ten_1".into(),
-            status: "paid".into(),
+            status: PaymentStatus::Paid,
             amount_paid: 4900,
             amount_refunded: 0,
             currency: "eur".into(),
@@ -424,7 +427,7 @@ mod tests {
     #[test]
     fn no_more_than_paid_minus_refunded_counting_refunds_still_pending() {
         let mut p = paid();
-        p.status = "partially_refunded".into();
+        p.status = PaymentStatus::PartiallyRefunded;
         p.amount_refunded = 900;
         assert_eq!(plan_refund(&p, &body(None, None)).unwrap().amount, 4000);
         assert_eq!(
@@ -449,7 +452,7 @@ mod tests {
     fn unpaid_invoices_and_bad_reasons_are_refused() {
         for status in ["open", "failed", "void", "refunded"] {
             let mut p = paid();
-            p.status = status.into();
+            p.status = PaymentStatus::parse(status).unwrap();
             assert_eq!(
                 plan_refund(&p, &body(None, None)).unwrap_err().status(),
                 422,

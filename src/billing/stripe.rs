@@ -685,7 +685,10 @@ pub fn decide_checkout(
 
 /// A payment's (invoice's) status. It only moves forward: `rank` orders the states, and a
 /// move to a lower or equal rank keeps the current one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
     Open,
     Failed,
@@ -705,7 +708,7 @@ impl PaymentStatus {
         PaymentStatus::Refunded,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             PaymentStatus::Open => "open",
             PaymentStatus::Failed => "failed",

@@ -54,6 +54,7 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::billing::meter::Alert;
     use crate::billing::payments::{CreateRefund, Payment, Refund};
     use crate::billing::plans::{Feature, Metric, QuotaOverrides};
+    use crate::billing::stripe::PaymentStatus;
     use crate::billing::subscription::{
         ChangeSubscription, CheckoutSession, CreateCheckout, CreatePortal, PortalSession,
         Subscription,
@@ -204,6 +205,7 @@ fn component_schemas() -> Vec<(String, Value)> {
         FromCandidates,
         CreateUpload,
         Upload,
+        PaymentStatus,
         PlanList,
         PlanView,
         LimitsView,

@@ -16,16 +16,25 @@ pub async fn get(db: &Db, tenant_id: &str) -> Result<Option<Tenant>> {
     .await
 }
 
-/// Whether Stripe manages the tenant's plan: a subscription that has not ended.
+/// Whether Stripe manages the tenant's plan (`billing::subscription::managed_by_stripe`).
 pub async fn managed_by_stripe(db: &Db, tenant_id: &str) -> Result<bool> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        stripe_subscription_id: Option<String>,
+        subscription_status: Option<String>,
+    }
     Ok(db
-        .one::<serde_json::Value>(
-            "SELECT id FROM tenants WHERE id = ?1 AND stripe_subscription_id IS NOT NULL \
-             AND COALESCE(subscription_status, '') NOT IN ('canceled', 'incomplete_expired')",
+        .one::<Row>(
+            "SELECT stripe_subscription_id, subscription_status FROM tenants WHERE id = ?1",
             &args![tenant_id],
         )
         .await?
-        .is_some())
+        .is_some_and(|r| {
+            crate::billing::subscription::managed_by_stripe(
+                r.stripe_subscription_id.as_deref(),
+                r.subscription_status.as_deref(),
+            )
+        }))
 }
 
 pub async fn slug_taken(db: &Db, slug: &str) -> Result<bool> {

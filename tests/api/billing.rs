@@ -352,3 +352,83 @@ async fn admin_usage_shows_each_tenants_month_for_the_platform_admin_only() {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
+
+/// The issue's "Done means", end to end: a free tenant at its limit, Checkout for `pro`, signed
+/// events (one twice, one out of order), then `pro` with its invoice, usage and MRR.
+#[tokio::test]
+async fn a_free_tenant_at_its_limit_upgrades_to_pro_through_checkout_and_signed_events() {
+    use crate::stripe_support::{applied, stripe_event};
+    let owner = register().await;
+    let wf = deployed(&owner, transform()).await;
+    let (tenant, workflow) = (owner.tenant_id.clone(), wf.clone());
+    d1_alone(move || {
+        server().d1(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) \
+             INSERT INTO executions (id, workflow_id, tenant_id, status, config, step_count, \
+             timeout_at, created_at, updated_at) \
+             SELECT 'exe_full_{tenant}_' || i, '{workflow}', '{tenant}', 'completed', '{{}}', 1, \
+             strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
+             strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM n"
+        ))
+    })
+    .await;
+    let r = execute_status(&owner, &wf).await.expect(402);
+    assert_eq!(r.body["code"], "quota_exceeded");
+    assert_eq!(r.body["resets_at"], next_month_start().as_str());
+
+    let r = post("/api/v1/billing/checkout")
+        .token(&owner.access)
+        .json(
+            json!({"plan": "pro", "success_url": "https://app.example.com/billing/done",
+                     "cancel_url": "https://app.example.com/billing"}),
+        )
+        .send()
+        .await
+        .expect(201);
+    assert!(r.data()["url"].as_str().unwrap().starts_with("http"));
+    assert!(r.data()["id"].as_str().unwrap().starts_with("cs_"));
+
+    // Stripe's events: the subscription before the session (out of order), the session twice.
+    let admin = admin().await;
+    let amount = ["--price", "price_test_pro", "--amount", "987654"];
+    let created = stripe_event("customer.subscription.created", &owner.tenant_id, &amount);
+    let session = stripe_event("checkout.session.completed", &owner.tenant_id, &[]);
+    let paid = stripe_event("invoice.paid", &owner.tenant_id, &["--amount", "987654"]);
+    applied(&admin, &created, "processed").await;
+    applied(&admin, &session, "processed").await;
+    crate::stripe_support::accepted(&session).await;
+    applied(&admin, &paid, "processed").await;
+
+    let sub = get("/api/v1/billing/subscription")
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(sub.data()["plan"], "pro", "{}", sub.text);
+    assert_eq!(sub.data()["status"], "active");
+    execute_status(&owner, &wf).await.expect(202);
+
+    let payments = get("/api/v1/billing/payments")
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(200);
+    let list = payments.data().as_array().unwrap();
+    assert_eq!(list.len(), 1, "{}", payments.text);
+    assert_eq!(list[0]["status"], "paid");
+    assert_eq!(list[0]["amount_paid"], 987654);
+
+    let u = usage(&owner).await;
+    assert_eq!(u["plan"], "pro");
+    assert_eq!(
+        u["metrics"]["executions"],
+        json!({"used": 1001, "limit": 10000, "remaining": 8999})
+    );
+    let dash = get("/api/v1/admin/dashboard")
+        .token(&admin.access)
+        .send()
+        .await
+        .expect(200);
+    let mrr = dash.data()["mrr"].as_f64().unwrap();
+    assert!(mrr >= 9876.54, "MRR {mrr} leaves out the new subscription");
+}
