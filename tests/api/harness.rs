@@ -239,16 +239,30 @@ impl Server {
     /// Runs SQL against the running worker's local D1 (as `wrangler d1 execute --local` does)
     /// and returns the rows of its last statement.
     pub fn d1(&self, sql: &str) -> Vec<serde_json::Value> {
-        let out = Command::new(wrangler())
-            .args(["d1", "execute", "DB", "--local", "--persist-to"])
-            .arg(&self.state)
-            .arg("-c")
-            .arg(&self.config)
-            .args(["--json", "--command", sql])
-            .env("WRANGLER_SEND_METRICS", "false")
-            .stdin(Stdio::null())
-            .output()
-            .expect("wrangler d1 execute");
+        let run = || {
+            Command::new(wrangler())
+                .args(["d1", "execute", "DB", "--local", "--persist-to"])
+                .arg(&self.state)
+                .arg("-c")
+                .arg(&self.config)
+                .args(["--json", "--command", sql])
+                .env("WRANGLER_SEND_METRICS", "false")
+                .stdin(Stdio::null())
+                .output()
+                .expect("wrangler d1 execute")
+        };
+        // The worker's background work (queue consumers, the usage meters' flush alarms) may
+        // hold the database for a moment even while no test request is in flight.
+        let mut out = run();
+        for _ in 0..5 {
+            let text = String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr);
+            if out.status.success() || !(text.contains("SQLITE_BUSY") || text.contains("locked")) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            out = run();
+        }
         assert!(
             out.status.success(),
             "d1 {sql}: {}{}",
