@@ -12,7 +12,8 @@ export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
 
 # Both Workers' configs side by side in $DIR, so both read $DIR/.dev.vars.
 python3 "$ROOT/scripts/local_configs.py" "$DIR"
-python3 "$ROOT/scripts/dev_vars.py" "$DIR/.dev.vars" > /dev/null
+MOCK_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+python3 "$ROOT/scripts/dev_vars.py" "$DIR/.dev.vars" --mock-url "http://127.0.0.1:$MOCK_PORT" > /dev/null
 # Raised budgets: the fuzzer is one tenant sending thousands of requests.
 cat >> "$DIR/.dev.vars" <<VARS
 RATE_LIMIT_PREMIUM_CUSTOM="1000000"
@@ -26,9 +27,12 @@ python3 "$ROOT/scripts/seed.py" --vars "$DIR/.dev.vars" > "$DIR/seed.sql"
 "$WR" d1 execute DB --local --persist-to "$DIR/state" -c "$DIR/wrangler.toml" --file "$DIR/seed.sql" > /dev/null
 
 set -m
+# The local stand-ins (Stripe, Graph API, OCR) the routes call, as `make dev` starts them.
+python3 "$ROOT/scripts/mock_upstream.py" --port "$MOCK_PORT" > "$DIR/mock.log" 2>&1 &
+M=$!
 "$WR" dev -c "$DIR/wrangler.toml" -c "$DIR/jobs.toml" --port "$PORT" --ip 127.0.0.1 --persist-to "$DIR/state" > "$DIR/wrangler.log" 2>&1 &
 W=$!
-trap 'kill -- -$W 2>/dev/null || true; rm -rf "$DIR"' EXIT
+trap 'kill -- -$W 2>/dev/null || true; kill $M 2>/dev/null || true; rm -rf "$DIR"' EXIT
 for _ in $(seq 120); do curl -sf "http://127.0.0.1:$PORT/health/ready" > /dev/null && break; sleep 0.5; done
 
 set -a; . "$DIR/.dev.vars"; set +a
