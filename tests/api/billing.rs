@@ -21,6 +21,23 @@ async fn execute_status(s: &Session, wf: &str) -> Resp {
         .await
 }
 
+/// `n` executions this month written straight into D1, as if made before the meter counted
+/// (the month's first consume seeds its counter from these rows).
+async fn executions_this_month(owner: &Session, wf: &str, n: u32) {
+    let (tenant, workflow) = (owner.tenant_id.clone(), wf.to_string());
+    d1_alone(move || {
+        server().d1(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
+             INSERT INTO executions (id, workflow_id, tenant_id, status, config, step_count, \
+             timeout_at, created_at, updated_at) \
+             SELECT 'exe_seed_{tenant}_' || i, '{workflow}', '{tenant}', 'completed', '{{}}', 1, \
+             strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
+             strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM n"
+        ))
+    })
+    .await;
+}
+
 async fn usage(s: &Session) -> Value {
     get("/api/v1/billing/usage")
         .token(&s.access)
@@ -129,18 +146,7 @@ async fn a_free_tenant_at_its_limit_gets_402_until_its_plan_grows() {
     let wf = deployed(&owner, transform()).await;
     // 998 executions this month from before the meter counted (the month's first consume
     // seeds the counter from these rows).
-    let (tenant, workflow) = (owner.tenant_id.clone(), wf.clone());
-    d1_alone(move || {
-        server().d1(&format!(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 998) \
-             INSERT INTO executions (id, workflow_id, tenant_id, status, config, step_count, \
-             timeout_at, created_at, updated_at) \
-             SELECT 'exe_seed_{tenant}_' || i, '{workflow}', '{tenant}', 'completed', '{{}}', 1, \
-             strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
-             strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM n"
-        ))
-    })
-    .await;
+    executions_this_month(&owner, &wf, 998).await;
     execute_status(&owner, &wf).await.expect(202);
     execute_status(&owner, &wf).await.expect(202);
     let r = execute_status(&owner, &wf).await.expect(402);
@@ -360,18 +366,7 @@ async fn a_free_tenant_at_its_limit_upgrades_to_pro_through_checkout_and_signed_
     use crate::stripe_support::{applied, stripe_event};
     let owner = register().await;
     let wf = deployed(&owner, transform()).await;
-    let (tenant, workflow) = (owner.tenant_id.clone(), wf.clone());
-    d1_alone(move || {
-        server().d1(&format!(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) \
-             INSERT INTO executions (id, workflow_id, tenant_id, status, config, step_count, \
-             timeout_at, created_at, updated_at) \
-             SELECT 'exe_full_{tenant}_' || i, '{workflow}', '{tenant}', 'completed', '{{}}', 1, \
-             strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
-             strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM n"
-        ))
-    })
-    .await;
+    executions_this_month(&owner, &wf, 1000).await;
     let r = execute_status(&owner, &wf).await.expect(402);
     assert_eq!(r.body["code"], "quota_exceeded");
     assert_eq!(r.body["resets_at"], next_month_start().as_str());

@@ -84,7 +84,17 @@ pub async fn deliver(inbox: &Inbox, payload: &Value) -> Resp {
 pub async fn poll(token: &str, path: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let r = get(path).token(token).send().await.expect(200);
+        let r = get(path).token(token).send().await;
+        // A long wait spends the tenant's requests per minute: back off as a client would.
+        if r.status == 429 && Instant::now() < deadline {
+            let wait = r
+                .header("retry-after")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1u64);
+            tokio::time::sleep(Duration::from_secs(wait.min(10))).await;
+            continue;
+        }
+        let r = r.expect(200);
         if done(r.data()) {
             return r.data().clone();
         }
