@@ -22,7 +22,7 @@ export WASM_OPT_BIN := $(CURDIR)/node_modules/.bin/wasm-opt
 WRANGLER := $(CURDIR)/node_modules/.bin/wrangler
 SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui.css favicon-32x32.png LICENSE
 
-.PHONY: help tools build dev-vars migrate seed dev test unit integration browser check bench compare fuzz deploy-check admin clean
+.PHONY: help tools build dev-vars migrate seed dev test unit integration browser check bench bench-tools compare fuzz deploy-check admin clean
 
 help:
 	@echo "make dev    set up (tools, secrets, build, migrate, seed) and serve on http://localhost:$(PORT)"
@@ -113,13 +113,17 @@ check:
 	cargo clippy --lib --target wasm32-unknown-unknown --no-default-features --features api -- -D warnings
 	cargo clippy --lib --target wasm32-unknown-unknown --no-default-features --features jobs -- -D warnings
 
-bench: build
+bench: build bench-tools
 	node bench/run.mjs
 	bench/compare.sh
 
-## compare: side by side with the Hono peer in ../shared/bench (needs wrk: apt-get install -y wrk).
-compare: build
+## compare: side by side with the Hono peer in ../shared/bench (wrk, from Debian's packages).
+compare: build bench-tools
 	bench/compare.sh
+
+bench-tools:
+	@command -v wrk > /dev/null || { echo "installing Debian's wrk (once per machine)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk > /dev/null; }
 
 ## fuzz: schemathesis against our own OpenAPI document (needs PyPI's schemathesis, pinned here).
 fuzz: build
