@@ -16,6 +16,7 @@ pub mod http;
 pub mod maintenance;
 pub mod media;
 pub mod messaging;
+pub mod optimize;
 pub mod platform;
 pub mod products;
 pub mod requests;
