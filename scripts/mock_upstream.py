@@ -51,11 +51,35 @@ Stripe API (STRIPE_API_BASE points at /stripe; calls recorded under "stripe" wit
   param?}}. Test triggers: a customer id starting "cus_missing", price "price_missing", charge
   "ch_missing" or subscription "sub_missing" -> 400/404 resource_missing; a customer id starting
   "cus_down" or a customer_email starting "stripe-down" -> 500 api_error.
+LLM providers (OPENAI_API_BASE=…/llm/openai, DEEPSEEK_API_BASE=…/llm/deepseek,
+ANTHROPIC_API_BASE=…/llm/anthropic, GEMINI_API_BASE=…/llm/gemini, an openai-compatible base
+…/llm/compatible; calls recorded under "llm-PROVIDER" with their headers):
+  POST /llm/{openai,deepseek,compatible}/chat/completions  {model, messages, ...}  (Authorization: Bearer KEY)
+       -> a chat.completion {id, object, created, model, choices: [{index, message: {role, content},
+          finish_reason}], usage: {prompt_tokens, completion_tokens, total_tokens}}
+  POST /llm/anthropic/v1/messages  {model, max_tokens, system?, messages}  (x-api-key, anthropic-version: 2023-06-01)
+       -> a message {id, type, role, model, content: [{type: "text", text}], stop_reason, usage: {input_tokens, output_tokens}}
+  POST /llm/gemini/v1beta/models/MODEL:generateContent  {systemInstruction?, contents}  (x-goog-api-key)
+       -> {candidates: [{content: {parts: [{text}], role: "model"}, finishReason, safetyRatings}],
+           usageMetadata: {promptTokenCount, candidatesTokenCount, totalTokenCount}, modelVersion: MODEL}
+  The answer is a deterministic compression of the last user message: whitespace collapsed, the
+  words please/kindly/really/very/just/basically/actually dropped (any case, with a trailing comma),
+  "in order to" -> "to", everything else (placeholders included) kept. Usage: input = words of
+  system + user, output = words of the answer (each at least 1). Errors use each provider's own
+  shape: a missing key or one starting "sk-bad" -> 401 (OpenAI's message echoes the key masked,
+  DeepSeek's its last 4 characters, as the real ones do); Gemini answers as Google does: no key
+  -> 403 PERMISSION_DENIED, a key starting "sk-bad" -> 400 API_KEY_INVALID; Anthropic without
+  anthropic-version: 2023-06-01 -> 400; no model or messages (Anthropic: or max_tokens; Gemini:
+  contents) -> 400. Triggers in the user text: MOCK-429 -> 429 (rate-limit shape, retry-after: 1)
+  the first time that exact text is seen per provider, then normal; MOCK-500 -> 500 always;
+  MOCK-SLOW -> the answer after 40 s; MOCK-DROP -> the answer without its placeholders ({{x}}, {x},
+  $VAR); MOCK-LONGER -> the answer twice; MOCK-FENCE -> the answer in ```text fences.
 """
 import argparse
 import hashlib
 import secrets
 import json
+import re
 import threading
 import time
 import urllib.parse
@@ -231,16 +255,216 @@ def stripe_api(method, parts, form, host):
     return stripe_error(404, "invalid_request_error", f"Unrecognized request URL ({method}: /v1/{'/'.join(parts)}).")
 
 
+LLM_FILLER = {"please", "kindly", "really", "very", "just", "basically", "actually"}
+LLM_PLACEHOLDER = re.compile(r"\{\{[^{}]*\}\}|\{[^{}]*\}|\$[A-Za-z_][A-Za-z0-9_]*")
+LLM_SEEN_429 = set()
+
+
+def llm_compress(text):
+    """The mock's "optimisation": collapse whitespace, drop filler words, "in order to" -> "to"."""
+    words, out, i = text.split(), [], 0
+    while i < len(words):
+        if [w.lower() for w in words[i:i + 3]] == ["in", "order", "to"]:
+            out.append(words[i + 2])
+            i += 3
+            continue
+        if words[i].lower().rstrip(",") not in LLM_FILLER:
+            out.append(words[i])
+        i += 1
+    return " ".join(out)
+
+
+def llm_answer(user):
+    answer = llm_compress(user)
+    if "MOCK-DROP" in user:
+        answer = " ".join(LLM_PLACEHOLDER.sub(" ", answer).split())
+    if "MOCK-LONGER" in user:
+        answer = f"{answer} {answer}"
+    if "MOCK-FENCE" in user:
+        answer = f"```text\n{answer}\n```"
+    return answer
+
+
+def llm_text(content):
+    """A message's text: a string, or the text of its content parts/blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def llm_mask(key):
+    """OpenAI's echo of a wrong key: the start and the last 4 characters, starred between."""
+    if len(key) <= 8:
+        return key[:3] + "*" * max(len(key) - 5, 1) + key[-2:]
+    return key[:8] + "*" * (len(key) - 12) + key[-4:]
+
+
+def llm_openai_error(status, message, kind="invalid_request_error", code=None, param=None):
+    return status, {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def llm_anthropic_error(status, kind, message):
+    return status, {"type": "error", "error": {"type": kind, "message": message},
+                    "request_id": f"req_mock{secrets.token_hex(8)}"}
+
+
+def llm_gemini_error(status, code_name, message, details=None):
+    error = {"code": status, "message": message, "status": code_name}
+    if details:
+        error["details"] = details
+    return status, {"error": error}
+
+
+def llm_chat(provider, headers, body):
+    """OpenAI's chat completions (also DeepSeek's and an OpenAI-compatible server's).
+    Like llm_anthropic and llm_gemini: ((status, payload) of a refusal, None) or
+    (None, (system text, user text, model))."""
+    auth = headers.get("authorization", "")
+    key = auth[len("Bearer "):].strip() if auth.startswith("Bearer ") else ""
+    if not key or key.startswith("sk-bad"):
+        if provider == "deepseek":
+            message = (f"Authentication Fails, Your api key: ****{key[-4:]} is invalid" if key
+                       else "Authentication Fails (auth header format should be Bearer sk-...)")
+            return llm_openai_error(401, message, "authentication_error", "invalid_request_error"), None
+        if key:
+            return llm_openai_error(401, f"Incorrect API key provided: {llm_mask(key)}. You can find your "
+                                    "API key at https://platform.openai.com/account/api-keys.",
+                                    code="invalid_api_key"), None
+        return llm_openai_error(401, "You didn't provide an API key. You need to provide your API key in an "
+                                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."), None
+    model = body.get("model")
+    if not model:
+        return llm_openai_error(400, "you must provide a model parameter"), None
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return llm_openai_error(400, "Missing required parameter: 'messages'.",
+                                code="missing_required_parameter", param="messages"), None
+    dicts = [m for m in messages if isinstance(m, dict)]
+    system = "\n".join(llm_text(m.get("content")) for m in dicts if m.get("role") in ("system", "developer"))
+    users = [llm_text(m.get("content")) for m in dicts if m.get("role") == "user"]
+    return None, (system, users[-1] if users else "", model)
+
+
+def llm_anthropic(headers, body):
+    key = headers.get("x-api-key", "")
+    if not key:
+        return llm_anthropic_error(401, "authentication_error", "x-api-key header is required"), None
+    if key.startswith("sk-bad"):
+        return llm_anthropic_error(401, "authentication_error", "invalid x-api-key"), None
+    if headers.get("anthropic-version") != "2023-06-01":
+        return llm_anthropic_error(400, "invalid_request_error", "anthropic-version: header is required"), None
+    for field in ("model", "messages", "max_tokens"):
+        if not body.get(field):
+            return llm_anthropic_error(400, "invalid_request_error", f"{field}: Field required"), None
+    messages = [m for m in body["messages"] if isinstance(m, dict)] if isinstance(body["messages"], list) else []
+    users = [llm_text(m.get("content")) for m in messages if m.get("role") == "user"]
+    return None, (llm_text(body.get("system")), users[-1] if users else "", body["model"])
+
+
+def llm_gemini(headers, body, model):
+    key = headers.get("x-goog-api-key", "")
+    if not key:
+        return llm_gemini_error(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers (callers "
+                                "without established identity). Please use API Key or other form of API consumer "
+                                "identity to call this API."), None
+    if key.startswith("sk-bad"):
+        return llm_gemini_error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", [
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+             "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}},
+            {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
+             "message": "API key not valid. Please pass a valid API key."}]), None
+    if not model:
+        return llm_gemini_error(400, "INVALID_ARGUMENT", "* GenerateContentRequest.model: unexpected model name format\n"), None
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        return llm_gemini_error(400, "INVALID_ARGUMENT", "* GenerateContentRequest.contents: contents is not specified\n"), None
+    users = [llm_text(c.get("parts")) for c in contents if isinstance(c, dict) and c.get("role", "user") == "user"]
+    instruction = body.get("systemInstruction")
+    system = llm_text(instruction.get("parts")) if isinstance(instruction, dict) else ""
+    return None, (system, users[-1] if users else "", model)
+
+
+def llm_trouble(provider, user):
+    """The MOCK-429 / MOCK-500 triggers: (status, payload, headers) or None."""
+    if "MOCK-500" in user:
+        if provider == "anthropic":
+            return (*llm_anthropic_error(500, "api_error", "Internal server error"), None)
+        if provider == "gemini":
+            return (*llm_gemini_error(500, "INTERNAL", "An internal error has occurred. Please retry or report in "
+                                      "https://developers.generativeai.google/guide/troubleshooting"), None)
+        return (*llm_openai_error(500, "The server had an error while processing your request. Sorry about that!",
+                                  "server_error"), None)
+    if "MOCK-429" in user:
+        with LOCK:
+            first = (provider, user) not in LLM_SEEN_429
+            LLM_SEEN_429.add((provider, user))
+        if first:
+            retry = {"retry-after": "1"}
+            if provider == "anthropic":
+                return (*llm_anthropic_error(429, "rate_limit_error", "Number of request tokens has exceeded your "
+                                             "per-minute rate limit (https://docs.anthropic.com/en/api/rate-limits); "
+                                             "see the response headers for current usage."), retry)
+            if provider == "gemini":
+                return (*llm_gemini_error(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+                        retry)
+            return (*llm_openai_error(429, "Rate limit reached for requests per min (RPM): Limit 3, Used 3, "
+                                      "Requested 1. Please try again in 1s.", "requests", "rate_limit_exceeded"), retry)
+    return None
+
+
+def llm_success(provider, system, user, model):
+    """The answer in the provider's full shape."""
+    text = llm_answer(user)
+    words_in = max(1, len(system.split()) + len(user.split()))
+    words_out = max(1, len(text.split()))
+    digest = hashlib.sha256(f"{provider}:{model}:{user}".encode()).hexdigest()
+    now = int(time.time())
+    if provider == "anthropic":
+        return {"id": f"msg_mock{digest[:20]}", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+                "usage": {"input_tokens": words_in, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                          "output_tokens": words_out, "service_tier": "standard"}}
+    if provider == "gemini":
+        return {"candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP",
+                                "index": 0, "safetyRatings": [
+                                    {"category": c, "probability": "NEGLIGIBLE"} for c in (
+                                        "HARM_CATEGORY_SEXUALLY_EXPLICIT", "HARM_CATEGORY_HATE_SPEECH",
+                                        "HARM_CATEGORY_HARASSMENT", "HARM_CATEGORY_DANGEROUS_CONTENT")]}],
+                "usageMetadata": {"promptTokenCount": words_in, "candidatesTokenCount": words_out,
+                                  "totalTokenCount": words_in + words_out,
+                                  "promptTokensDetails": [{"modality": "TEXT", "tokenCount": words_in}]},
+                "modelVersion": model, "responseId": digest[:22]}
+    usage = {"prompt_tokens": words_in, "completion_tokens": words_out, "total_tokens": words_in + words_out}
+    if provider == "deepseek":
+        usage.update({"prompt_cache_hit_tokens": 0, "prompt_cache_miss_tokens": words_in})
+        ident = f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+    else:
+        usage.update({"prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                      "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                                    "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}})
+        ident = f"chatcmpl-mock{digest[:20]}"
+    message = {"role": "assistant", "content": text}
+    if provider != "deepseek":
+        message.update({"refusal": None, "annotations": []})
+    return {"id": ident, "object": "chat.completion", "created": now, "model": model,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
+            "usage": usage, "system_fingerprint": "fp_mock" + digest[:6]}
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, fmt, *args):  # quiet; the tests read /_calls instead
         pass
 
-    def reply(self, status, payload):
+    def reply(self, status, payload, headers=None):
         body = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -269,6 +493,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, {"calls": calls})
         if parts[:1] == ["stripe"]:
             return self.stripe(parts[1:], entry, raw, host)
+        if parts[:1] == ["llm"] and len(parts) >= 2:
+            return self.llm(parts[1], parts[2:], entry, body)
         if len(parts) >= 2 and parts[0] == "redirect":
             record(parts[1], entry)
             to = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("to", ["/"])[0]
@@ -362,6 +588,35 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
                                     "usage": {"prompt_tokens": len(last.split()), "completion_tokens": len(content.split())}})
         return self.reply(404, {"error": f"no mock for {self.command} {self.path}"})
+
+    def llm(self, provider, rest, entry, body):
+        record(f"llm-{provider}", entry)
+        headers = entry["headers"]
+        body = body if isinstance(body, dict) else {}
+        post = self.command == "POST"
+        if provider in ("openai", "deepseek", "compatible") and post and rest == ["chat", "completions"]:
+            error, found = llm_chat(provider, headers, body)
+        elif provider == "anthropic" and post and rest == ["v1", "messages"]:
+            error, found = llm_anthropic(headers, body)
+        elif provider == "gemini" and post and len(rest) == 3 and rest[:2] == ["v1beta", "models"] \
+                and rest[2].endswith(":generateContent"):
+            model = urllib.parse.unquote(rest[2][:-len(":generateContent")])
+            error, found = llm_gemini(headers, body, model)
+        elif provider == "anthropic":
+            return self.reply(*llm_anthropic_error(404, "not_found_error", "Not Found"))
+        elif provider == "gemini":
+            return self.reply(*llm_gemini_error(404, "NOT_FOUND", f"no mock for {self.command} {self.path}"))
+        else:
+            return self.reply(*llm_openai_error(404, f"Invalid URL ({self.command} {self.path})"))
+        if error:
+            return self.reply(*error)
+        system, user, model = found
+        trouble = llm_trouble(provider, user)
+        if trouble:
+            return self.reply(*trouble)
+        if "MOCK-SLOW" in user:
+            time.sleep(40)
+        return self.reply(200, llm_success(provider, system, user, model))
 
     def stripe(self, parts, entry, raw, host):
         if self.command == "GET" and len(parts) == 2 and parts[0] in ("checkout", "portal"):
