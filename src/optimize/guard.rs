@@ -124,7 +124,7 @@ const PREFACES: [&str; 8] = [
     "optimised prompt",
 ];
 
-/// `output` without surrounding whitespace, one leading preface line (see [`PREFACES`]), one
+/// `output` without surrounding whitespace, one leading preface line (see `PREFACES`), one
 /// wrapping ``` fence (with an optional language tag) and one wrapping pair of quotes
 /// (`"…"`, `'…'`, `“…”`), in that order.
 pub fn clean(output: &str) -> String {

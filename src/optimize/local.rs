@@ -16,8 +16,9 @@
 //!    case-insensitively, ending in `.`/`!`/`?` and of two words or more; lines with code
 //!    fences and lines with no letter or digit, such as `---`, are never dropped).
 //! 2. Fillers (`please`, `very`, `just`, …) go and verbose phrases shrink (`in order to` →
-//!    `to`): see [`PHRASES`] and [`FILLERS`].
-//! 3. Hedges (`I think`, `maybe`, `could you` at a sentence's start, …, see [`HEDGES`]) and
+//!    `to`): see `PHRASES` and `FILLERS`. A sentence left with only punctuation (`Please.`)
+//!    goes.
+//! 3. Hedges (`I think`, `maybe`, `could you` at a sentence's start, …, see `HEDGES`) and
 //!    articles (`a`, `an`, `the`; a capitalised one only at a sentence's start, so `Option A`
 //!    stays) go too.
 //!
@@ -27,11 +28,14 @@
 //! result never has more [`tokens::estimate`] tokens than the input (checked once more at the
 //! end).
 //!
-//! `structure` does the same clean-up at the requested level, then puts each sentence on its
-//! own `- ` bullet, keeping as headings a first sentence that sets a role (`You are …`, `Act
-//! as …`) and lines ending in `:`. Existing list items, code and lines of protected text stay
-//! as they are. `clarify` needs a model, so the route never sends it here; if it arrives, the
-//! answer is the level-1 clean-up.
+//! `structure` does the same clean-up at the requested level (so level 1 is the clean-up
+//! alone), then puts each sentence on its own `- ` bullet. A first sentence that sets a role
+//! (`You are …`, `Act as …`) and sentences ending in `:` stay as heading lines; list items
+//! (`*`/`+`/`•` become `-`, numbers stay), code, markdown headings, quotes and tables (`#`,
+//! `>`, `|`) and lines of protected text only stay as they are. Duplicates the split creates
+//! are dropped, so structuring twice gives what structuring once did. `clarify` needs a
+//! model, so the route never sends it here; if it arrives, the answer is the level-1
+//! clean-up.
 
 use std::collections::HashSet;
 
