@@ -73,17 +73,20 @@ pub fn placeholders(text: &str) -> Vec<String> {
 /// The length in bytes of the placeholder `s` starts with, if it starts with one (the forms
 /// of [`placeholders`]). Shared with `local`, which must leave placeholders untouched.
 pub(crate) fn placeholder_len(s: &str) -> Option<usize> {
+    // Each form scans only as far as its own characters allow, so a text of many `{` stays
+    // linear.
     if let Some(rest) = s.strip_prefix("{{") {
-        let end = rest.find("}}")?;
-        let inner = &rest[..end];
-        let ok = !inner.trim().is_empty() && !inner.contains(['{', '}', '\n']);
-        return ok.then_some(end + 4);
+        let inner = rest.split(['{', '}', '\n']).next().unwrap_or("");
+        let closed = rest[inner.len()..].starts_with("}}");
+        return (closed && !inner.trim().is_empty()).then_some(inner.len() + 4);
     }
     if let Some(rest) = s.strip_prefix("${") {
-        let end = rest.find('}')?;
-        let inner = &rest[..end];
-        let ok = !inner.is_empty() && !inner.chars().any(|c| c.is_whitespace() || c == '{');
-        return ok.then_some(end + 3);
+        let inner = rest
+            .split(|c: char| c.is_whitespace() || c == '{' || c == '}')
+            .next()
+            .unwrap_or("");
+        let closed = rest[inner.len()..].starts_with('}');
+        return (closed && !inner.is_empty()).then_some(inner.len() + 3);
     }
     if let Some(rest) = s.strip_prefix('$') {
         let first = rest.chars().next()?;
@@ -96,14 +99,14 @@ pub(crate) fn placeholder_len(s: &str) -> Option<usize> {
         return Some(1 + len);
     }
     if let Some(rest) = s.strip_prefix('{') {
-        let end = rest.find('}')?;
-        let inner = &rest[..end];
-        let first = inner.chars().next()?;
-        let ok = (first.is_alphanumeric() || first == '_')
-            && inner
-                .chars()
-                .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        return ok.then_some(end + 2);
+        let first = rest.chars().next()?;
+        if !(first.is_alphanumeric() || first == '_') {
+            return None;
+        }
+        let len = rest
+            .find(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '-')))
+            .unwrap_or(rest.len());
+        return rest[len..].starts_with('}').then_some(len + 2);
     }
     None
 }
@@ -121,7 +124,7 @@ const PREFACES: [&str; 8] = [
     "optimised prompt",
 ];
 
-/// `output` without surrounding whitespace, one leading preface line (see [`PREFACES`]), one
+/// `output` without surrounding whitespace, one leading preface line (see `PREFACES`), one
 /// wrapping ``` fence (with an optional language tag) and one wrapping pair of quotes
 /// (`"…"`, `'…'`, `“…”`), in that order.
 pub fn clean(output: &str) -> String {
@@ -227,6 +230,12 @@ mod tests {
         assert_eq!(placeholders("{{ unclosed ${ also {x"), Vec::<String>::new());
         assert_eq!(placeholders(""), Vec::<String>::new());
         assert_eq!(placeholders("😀 {😀} $É"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn many_open_braces_stay_fast() {
+        let text = "{{a{".repeat(50_000) + &"${".repeat(50_000);
+        assert_eq!(placeholders(&text), Vec::<String>::new());
     }
 
     #[test]

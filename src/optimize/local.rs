@@ -16,8 +16,9 @@
 //!    case-insensitively, ending in `.`/`!`/`?` and of two words or more; lines with code
 //!    fences and lines with no letter or digit, such as `---`, are never dropped).
 //! 2. Fillers (`please`, `very`, `just`, …) go and verbose phrases shrink (`in order to` →
-//!    `to`): see [`PHRASES`] and [`FILLERS`].
-//! 3. Hedges (`I think`, `maybe`, `could you` at a sentence's start, …, see [`HEDGES`]) and
+//!    `to`): see `PHRASES` and `FILLERS`. A sentence left with only punctuation (`Please.`)
+//!    goes.
+//! 3. Hedges (`I think`, `maybe`, `could you` at a sentence's start, …, see `HEDGES`) and
 //!    articles (`a`, `an`, `the`; a capitalised one only at a sentence's start, so `Option A`
 //!    stays) go too.
 //!
@@ -27,11 +28,14 @@
 //! result never has more [`tokens::estimate`] tokens than the input (checked once more at the
 //! end).
 //!
-//! `structure` does the same clean-up at the requested level, then puts each sentence on its
-//! own `- ` bullet, keeping as headings a first sentence that sets a role (`You are …`, `Act
-//! as …`) and lines ending in `:`. Existing list items, code and lines of protected text stay
-//! as they are. `clarify` needs a model, so the route never sends it here; if it arrives, the
-//! answer is the level-1 clean-up.
+//! `structure` does the same clean-up at the requested level (so level 1 is the clean-up
+//! alone), then puts each sentence on its own `- ` bullet. A first sentence that sets a role
+//! (`You are …`, `Act as …`) and sentences ending in `:` stay as heading lines; list items
+//! (`*`/`+`/`•` become `-`, numbers stay), code, markdown headings, quotes and tables (`#`,
+//! `>`, `|`) and lines of protected text only stay as they are. Duplicates the split creates
+//! are dropped, so structuring twice gives what structuring once did. `clarify` needs a
+//! model, so the route never sends it here; if it arrives, the answer is the level-1
+//! clean-up.
 
 use std::collections::HashSet;
 
@@ -59,8 +63,13 @@ pub fn optimise(text: &str, strategy: Strategy, level: Level) -> String {
             .collect();
     }
     let lines = dedupe(lines);
-    let out = match strategy {
-        Strategy::Structure => bullets(&lines),
+    let out: Vec<String> = match strategy {
+        // Bullets split lines, which can make new duplicates (`A. B` after a line `B`): drop
+        // those too, so structuring twice gives what structuring once did.
+        Strategy::Structure => dedupe(parse(&bullets(&lines).join("\n")))
+            .iter()
+            .map(Line::render)
+            .collect(),
         Strategy::Compress | Strategy::Clarify => lines.iter().map(Line::render).collect(),
     };
     let out = out.join("\n");
@@ -172,9 +181,13 @@ fn parse(text: &str) -> Vec<Line> {
     let mut free_start = 0;
     let mut i = 0;
     let mut prev: Option<char> = None;
+    // Where the line holding an unclosed `“` ends: no `“` before it can close either, and
+    // looking again for each would make a line of them quadratic.
+    let mut curly_dead_until = 0;
     while let Some(rest) = text.get(i..) {
         let Some(c) = rest.chars().next() else { break };
-        match protected_len(rest, prev) {
+        let curly_may_close = i >= curly_dead_until;
+        match protected_len(rest, prev, curly_may_close) {
             Some(n) => {
                 push_free(&mut lines, &text[free_start..i]);
                 let kept = &rest[..n];
@@ -186,6 +199,9 @@ fn parse(text: &str) -> Vec<Line> {
                 free_start = i;
             }
             None => {
+                if c == '“' && curly_may_close {
+                    curly_dead_until = i + rest.find('\n').unwrap_or(rest.len());
+                }
                 prev = Some(c);
                 i += c.len_utf8();
             }
@@ -217,8 +233,9 @@ fn push_free(lines: &mut Vec<Vec<Tok>>, free: &str) {
 }
 
 /// The length of the protected span `rest` starts with, if any (see the module doc).
-/// `prev` is the character before, so `xhttp://` is not a URL.
-fn protected_len(rest: &str, prev: Option<char>) -> Option<usize> {
+/// `prev` is the character before, so `xhttp://` is not a URL; `curly_may_close` is false
+/// when a `“` cannot be closed on this line (known from an earlier one).
+fn protected_len(rest: &str, prev: Option<char>, curly_may_close: bool) -> Option<usize> {
     if let Some(body) = rest.strip_prefix("```") {
         return Some(body.find("```").map_or(rest.len(), |k| 3 + k + 3));
     }
@@ -229,6 +246,9 @@ fn protected_len(rest: &str, prev: Option<char>) -> Option<usize> {
         return line.find(fence).map(|k| ticks + k + ticks);
     }
     for (open, close) in [('"', '"'), ('“', '”')] {
+        if open == '“' && !curly_may_close {
+            continue;
+        }
         if let Some(body) = rest.strip_prefix(open) {
             let line = body.split('\n').next().unwrap_or("");
             return line
@@ -241,10 +261,12 @@ fn protected_len(rest: &str, prev: Option<char>) -> Option<usize> {
     {
         let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
         let mut url = &rest[..end];
+        // Trimming the end never removes a `(`, so this holds throughout.
+        let balanced = url.contains('(');
         loop {
             let trimmed = url.trim_end_matches(['.', ',', ';', ':', '!', '?']);
             let trimmed = match trimmed.strip_suffix(')') {
-                Some(t) if !t.contains('(') => t,
+                Some(t) if !balanced => t,
                 _ => trimmed,
             };
             if trimmed.len() == url.len() {
@@ -677,11 +699,23 @@ fn rewrite_sentence(toks: Vec<Tok>, rules: &[&Rule]) -> Option<Vec<Tok>> {
     // The word before, for `not_after`: the last word kept, or a removed article (`the kind
     // of` stays a noun phrase when `the` goes); removed fillers and hedges do not count.
     let mut prev_word: Option<String> = None;
+    // Nothing meaningful kept yet; only the tokens added since the last look are checked.
+    let mut at_start = true;
+    let mut looked = 0;
     let mut i = 0;
     while let Some(tok) = toks.get(i) {
-        let at_start = !out.iter().any(Tok::has_content);
+        at_start = at_start
+            && !out
+                .get(looked..)
+                .unwrap_or(&[])
+                .iter()
+                .any(Tok::has_content);
+        looked = out.len();
+        // Only rules starting with this word can match here (cheap to test first).
+        let word = tok.text().and_then(split_word).map(|(_, w, _)| fold(w));
         let best = rules
             .iter()
+            .filter(|r| word.as_deref().is_some_and(|w| first_word(r.from) == w))
             .filter_map(|r| match_rule(&toks, i, r, prev_word.as_ref(), at_start).map(|m| (r, m)))
             .max_by_key(|(r, m)| (m.end, std::cmp::Reverse(r.from.len())));
         let Some((rule, m)) = best else {
@@ -738,6 +772,10 @@ fn rewrite_sentence(toks: Vec<Tok>, rules: &[&Rule]) -> Option<Vec<Tok>> {
     }
 }
 
+fn first_word(phrase: &str) -> &str {
+    phrase.split(' ').next().unwrap_or(phrase)
+}
+
 /// The chunk's word, folded, if nothing stands between it and the next word (`to`, not `to,`).
 fn word_before_next(chunk: &str) -> Option<String> {
     let (_, word, suffix) = split_word(chunk)?;
@@ -777,8 +815,10 @@ fn tidy(toks: Vec<Tok>, capital: bool, was_request: bool) -> Vec<Tok> {
         match t {
             Tok::Text(s) if s.is_empty() => {}
             Tok::Space => {
+                // A short run of openers only (`(`, `“(`); the bound keeps a long run of
+                // them, which merges into one piece, from being rescanned each time.
                 let after_opener = matches!(out.last(),
-                    Some(Tok::Text(p)) if p.chars().all(|c| OPENERS.contains(&c)));
+                    Some(Tok::Text(p)) if p.len() <= 8 && p.chars().all(|c| OPENERS.contains(&c)));
                 if !(out.is_empty() || out.last() == Some(&Tok::Space) || after_opener) {
                     out.push(Tok::Space);
                 }
@@ -875,7 +915,14 @@ fn bullets(lines: &[Line]) -> Vec<String> {
             .iter()
             .flatten()
             .any(|t| matches!(t, Tok::Text(s) if s.chars().any(char::is_alphanumeric)));
-        if line.has_fence() || only_kept {
+        // Markdown headings, quotes and tables already have their shape.
+        let markdown = line
+            .sentences
+            .first()
+            .and_then(|s| s.first())
+            .and_then(Tok::text)
+            .is_some_and(|t| t.starts_with(['#', '>', '|']));
+        if line.has_fence() || only_kept || markdown {
             out.push(line.render());
             continue;
         }
@@ -889,15 +936,15 @@ fn bullets(lines: &[Line]) -> Vec<String> {
             out.push(format!("{marker} {}", body.join(" ")));
             continue;
         }
-        let mut sentences = line.sentences.iter().map(|s| render(s)).peekable();
-        if line.sentences.len() == 1 && sentences.peek().is_some_and(|s| s.ends_with(':')) {
-            out.extend(sentences);
-            continue;
+        for (n, sentence) in line.sentences.iter().enumerate() {
+            let sentence = render(sentence);
+            let heading = sentence.ends_with(':') || (was_first && n == 0 && is_heading(&sentence));
+            out.push(if heading {
+                sentence
+            } else {
+                format!("- {sentence}")
+            });
         }
-        if was_first && sentences.peek().is_some_and(|s| is_heading(s)) {
-            out.extend(sentences.next());
-        }
-        out.extend(sentences.map(|s| format!("- {s}")));
     }
     out
 }
@@ -905,17 +952,16 @@ fn bullets(lines: &[Line]) -> Vec<String> {
 /// A first sentence that sets the scene rather than instructs.
 fn is_heading(sentence: &str) -> bool {
     let lower = sentence.to_lowercase();
-    lower.ends_with(':')
-        || [
-            "you are ",
-            "you're ",
-            "you’re ",
-            "act as ",
-            "as a ",
-            "as an ",
-        ]
-        .iter()
-        .any(|p| lower.starts_with(p))
+    [
+        "you are ",
+        "you're ",
+        "you’re ",
+        "act as ",
+        "as a ",
+        "as an ",
+    ]
+    .iter()
+    .any(|p| lower.starts_with(p))
 }
 
 #[cfg(test)]
@@ -1081,6 +1127,20 @@ mod tests {
     }
 
     #[test]
+    fn structure_keeps_markdown_and_lines_ending_in_a_colon() {
+        let input = "# Task\nTranslate the text. Follow these rules: Be brief. Keep names.\n> quoted\n| a | b |";
+        assert_eq!(
+            optimise(input, Strategy::Structure, level(1)),
+            "# Task\n- Translate the text.\n- Follow these rules: Be brief.\n- Keep names.\n> quoted\n| a | b |"
+        );
+        let input = "Do this first. Then these:\n- one\n- two";
+        assert_eq!(
+            optimise(input, Strategy::Structure, level(1)),
+            "- Do this first.\nThen these:\n- one\n- two"
+        );
+    }
+
+    #[test]
     fn structure_without_a_heading_and_with_code() {
         let input = "Summarise {{text}}. Use `md`.\n```\ncode. here.\n```";
         assert_eq!(
@@ -1163,6 +1223,123 @@ mod tests {
         );
         assert_eq!(compress("Please.", 2), "");
         assert_eq!(compress("😀 the very 😀.", 3), "😀 😀.");
+    }
+
+    /// A small deterministic generator (no crate): texts from pieces that stress the
+    /// tokeniser, checked for the promises that hold on any input.
+    #[test]
+    fn generated_texts_keep_their_promises() {
+        const FREE: &[&str] = &[
+            "the",
+            "A",
+            "an",
+            "very",
+            "Please",
+            "please,",
+            "in order to",
+            "I think",
+            "could you",
+            "kind of",
+            "the kind of",
+            "Be concise.",
+            "Use it.",
+            "e.g.",
+            "(very",
+            "good)",
+            ",",
+            ".",
+            "?",
+            "---",
+            "1.",
+            "- ",
+            "😀",
+            "日本語。",
+            "e\u{301}",
+        ];
+        const KEPT: &[&str] = &[
+            "`the very code`",
+            "\"a very quote\"",
+            "“the curly”",
+            "https://x.example/the?very=1",
+            "{{ the name }}",
+            "{the_id}",
+            "$THE_VAR",
+            "${THE}",
+            "```\nthe  very\n\n\ncode\n```",
+            "\"\"",
+        ];
+        const WILD: [&str; 8] = ["```", "`", "\"", "“", "{{", "${", "{", "\r\n"];
+        const GAPS: [&str; 5] = [" ", "  ", "\t", "\n", "\n\n\n"];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((seed >> 33) as usize) % n
+        };
+        for round in 0..600 {
+            let wild = round % 3 == 0;
+            let mut text = String::new();
+            let mut kept = Vec::new();
+            for _ in 0..next(30) {
+                match next(10) {
+                    0..=5 => text.push_str(FREE[next(FREE.len())]),
+                    6 | 7 => {
+                        let k = KEPT[next(KEPT.len())];
+                        kept.push(k);
+                        text.push_str(k);
+                    }
+                    8 if wild => text.push_str(WILD[next(WILD.len())]),
+                    _ => {}
+                }
+                text.push_str(GAPS[next(GAPS.len())]);
+            }
+            for strategy in [Strategy::Compress, Strategy::Structure, Strategy::Clarify] {
+                for n in 1..=3 {
+                    let out = optimise(&text, strategy, level(n));
+                    for p in guard::placeholders(&text) {
+                        assert!(guard::placeholders(&out).contains(&p), "{text:?} {out:?}");
+                    }
+                    if strategy == Strategy::Compress {
+                        assert!(
+                            tokens::estimate(&out) <= tokens::estimate(&text),
+                            "{text:?}"
+                        );
+                    }
+                    if !wild {
+                        for k in &kept {
+                            assert!(out.contains(k), "{k:?} lost: {text:?} -> {out:?}");
+                        }
+                    }
+                }
+            }
+            if !wild {
+                let once = compress(&text, 1);
+                assert_eq!(compress(&once, 1), once, "{text:?}");
+                let bullets = optimise(&text, Strategy::Structure, level(1));
+                assert_eq!(
+                    optimise(&bullets, Strategy::Structure, level(1)),
+                    bullets,
+                    "{text:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn large_and_pathological_inputs_finish() {
+        let big = format!(
+            "{}\n{}\n{}{}\n{}",
+            "“ the very ".repeat(10_000),
+            "Please be very brief. ".repeat(5_000),
+            "https://x.example/a",
+            ")".repeat(10_000),
+            "{{a{ ${ `` \" ".repeat(10_000),
+        );
+        for strategy in [Strategy::Compress, Strategy::Structure] {
+            let out = optimise(&big, strategy, level(3));
+            assert!(out.len() < big.len());
+        }
     }
 
     #[test]
