@@ -82,7 +82,9 @@ dev: build seed
 	echo "  inbox tenant     owner@blueharbor.demo / $$DEMO_PASSWORD  (agent@blueharbor.demo too)"; \
 	echo "  shop tenant      owner@aldershop.demo / $$DEMO_PASSWORD"; \
 	echo "  Stripe tenant    owner@cedar.demo / $$DEMO_PASSWORD  (pro via Stripe; scripts/stripe_event.py signs test events)"; \
-	echo "Mock upstream (demo workflows' provider, WhatsApp Graph API, OCR): http://127.0.0.1:$(MOCK_PORT)"; \
+	echo "  prompt tenant    owner@refinery.demo / $$DEMO_PASSWORD  (member@refinery.demo too; openai on the mock)"; \
+	echo "  near its quota   owner@littlelamp.demo / $$DEMO_PASSWORD  (free, 995 of 1000 optimisations used)"; \
+	echo "Mock upstream (demo workflows' provider, WhatsApp Graph API, OCR, Stripe, LLM providers): http://127.0.0.1:$(MOCK_PORT)"; \
 	echo ""
 	@python3 scripts/mock_upstream.py --port $(MOCK_PORT) > $(STATE)/mock-upstream.log 2>&1 & \
 	MOCK=$$!; trap 'kill $$MOCK 2>/dev/null' EXIT INT TERM; \

@@ -243,16 +243,23 @@ impl UsageMeter {
                 (decision.used as i64).into(),
             ],
         )?;
-        sql.exec(
-            "INSERT INTO ops (op_id, period, metric, amount, at_ms) VALUES (?, ?, ?, ?, ?)",
-            vec![
-                c.op_id.as_str().into(),
-                c.period.as_str().into(),
-                c.metric.as_str().into(),
-                (c.amount as i64).into(),
-                clock::now_ms().into(),
-            ],
-        )?;
+        // With parts, the op itself holds nothing (it only marks the consume as done) and each
+        // part holds one unit, refundable alone.
+        let whole = if c.parts.is_empty() { c.amount } else { 0 };
+        let ops = std::iter::once((c.op_id.as_str(), whole))
+            .chain(c.parts.iter().map(|p| (p.as_str(), 1)));
+        for (op_id, amount) in ops {
+            sql.exec(
+                "INSERT OR IGNORE INTO ops (op_id, period, metric, amount, at_ms) VALUES (?, ?, ?, ?, ?)",
+                vec![
+                    op_id.into(),
+                    c.period.as_str().into(),
+                    c.metric.as_str().into(),
+                    (amount as i64).into(),
+                    clock::now_ms().into(),
+                ],
+            )?;
+        }
         let now = clock::rfc3339(clock::now_ms());
         let mut fresh = Vec::new();
         for t in decision.crossed {
@@ -285,31 +292,33 @@ impl UsageMeter {
 
     fn refund(&self, r: &Refund) -> Result<Consumed> {
         let sql = self.sql();
-        let ops: Vec<Op> = sql
-            .exec(
-                "SELECT amount, refunded FROM ops WHERE op_id = ? AND period = ? AND metric = ?",
-                vec![
-                    r.op_id.as_str().into(),
-                    r.period.as_str().into(),
-                    r.metric.as_str().into(),
-                ],
-            )?
-            .to_array()?;
         let mut used = Self::used(&sql, &r.period, r.metric)?.unwrap_or(0);
-        if let Some(op) = ops.first().filter(|op| op.refunded == 0) {
-            used = used.saturating_sub(op.amount.max(0) as u64);
-            sql.exec(
-                "UPDATE counters SET used = ? WHERE period = ? AND metric = ?",
-                vec![
-                    (used as i64).into(),
-                    r.period.as_str().into(),
-                    r.metric.as_str().into(),
-                ],
-            )?;
-            sql.exec(
-                "UPDATE ops SET refunded = 1 WHERE op_id = ?",
-                vec![r.op_id.as_str().into()],
-            )?;
+        for op_id in std::iter::once(&r.op_id).chain(&r.more) {
+            let ops: Vec<Op> = sql
+                .exec(
+                    "SELECT amount, refunded FROM ops WHERE op_id = ? AND period = ? AND metric = ?",
+                    vec![
+                        op_id.as_str().into(),
+                        r.period.as_str().into(),
+                        r.metric.as_str().into(),
+                    ],
+                )?
+                .to_array()?;
+            if let Some(op) = ops.first().filter(|op| op.refunded == 0) {
+                used = used.saturating_sub(op.amount.max(0) as u64);
+                sql.exec(
+                    "UPDATE counters SET used = ? WHERE period = ? AND metric = ?",
+                    vec![
+                        (used as i64).into(),
+                        r.period.as_str().into(),
+                        r.metric.as_str().into(),
+                    ],
+                )?;
+                sql.exec(
+                    "UPDATE ops SET refunded = 1 WHERE op_id = ?",
+                    vec![op_id.as_str().into()],
+                )?;
+            }
         }
         Ok(Consumed {
             allowed: true,

@@ -13,7 +13,9 @@ use crate::platform::db::Db;
 use crate::platform::error::{AppError, Result};
 use crate::platform::lease::Holder;
 use crate::platform::outbox::{self, Staged};
-use crate::platform::queue::{self, DeadLetter, Job, Outcome, CALLBACK_ATTEMPTS};
+use crate::platform::queue::{
+    self, DeadLetter, Job, Outcome, BATCH_EVENT_PREFIX, CALLBACK_ATTEMPTS,
+};
 use crate::platform::{bindings, clock, egress, ids};
 use crate::workflows::{callbacks, engine, execution};
 
@@ -166,11 +168,16 @@ async fn handle_job(env: &Env, holder: &Holder, body: &str) -> Result<Outcome> {
             engine::run_step(env, &cfg, holder, execution_id, *step).await
         }
         Job::Callback {
-            execution_id,
+            subject_id,
             event,
             attempt,
         } => {
-            if let Err(error) = callbacks::deliver(env, &cfg, execution_id, event).await {
+            let delivered = if event.starts_with(BATCH_EVENT_PREFIX) {
+                crate::optimize::batches::deliver_callback(env, &cfg, subject_id, event).await
+            } else {
+                callbacks::deliver(env, &cfg, subject_id, event).await
+            };
+            if let Err(error) = delivered {
                 if *attempt >= CALLBACK_ATTEMPTS {
                     let letter = DeadLetter {
                         job: job.clone(),
@@ -180,7 +187,7 @@ async fn handle_job(env: &Env, holder: &Holder, body: &str) -> Result<Outcome> {
                     queue::dead_letter(env, &letter).await?;
                 } else {
                     let next = Job::Callback {
-                        execution_id: execution_id.clone(),
+                        subject_id: subject_id.clone(),
                         event: event.clone(),
                         attempt: attempt + 1,
                     };
@@ -219,6 +226,9 @@ async fn handle_job(env: &Env, holder: &Holder, body: &str) -> Result<Outcome> {
         Job::Stripe { event_id } => {
             crate::billing::events::process(env, &cfg, holder, event_id).await
         }
+        Job::Optimize { item_id, slot_ms } => {
+            crate::optimize::batches::run_item(env, &cfg, holder, item_id, *slot_ms).await
+        }
     }
 }
 
@@ -254,6 +264,9 @@ async fn record_dead_letter(env: &Env, body: &str) -> Result<()> {
         }
         Some(Job::Stripe { event_id }) => {
             crate::billing::events::mark_failed(env, event_id, &error).await?
+        }
+        Some(Job::Optimize { item_id, .. }) => {
+            crate::optimize::batches::mark_failed(env, item_id, &error).await?
         }
         _ => {}
     }

@@ -43,6 +43,14 @@ defaults = {
     "STRIPE_PRICE_STARTER": lambda: "price_local_starter",
     "STRIPE_PRICE_PRO": lambda: "price_local_pro",
     "STRIPE_PRICE_PREMIUM_CUSTOM": lambda: "price_local_premium_custom",
+    # Prompt optimisation against the mock's LLM stand-ins (/llm/<provider>/...).
+    "OPENAI_API_BASE": lambda: args.mock_url + "/llm/openai",
+    "ANTHROPIC_API_BASE": lambda: args.mock_url + "/llm/anthropic",
+    "DEEPSEEK_API_BASE": lambda: args.mock_url + "/llm/deepseek",
+    "GEMINI_API_BASE": lambda: args.mock_url + "/llm/gemini",
+    # The deployment's own OpenAI key (the mock accepts any but sk-bad…): it serves tenants
+    # without a key of their own on plans with `operator_llm_keys` (the refinery demo tenant).
+    "OPENAI_API_KEY": lambda: "sk-local-mock-" + secrets.token_hex(12),
 }
 
 existing = set()

@@ -71,7 +71,7 @@ ANTHROPIC_API_BASE=…/llm/anthropic, GEMINI_API_BASE=…/llm/gemini, an openai-
   -> 403 PERMISSION_DENIED, a key starting "sk-bad" -> 400 API_KEY_INVALID; Anthropic without
   anthropic-version: 2023-06-01 -> 400; no model or messages (Anthropic: or max_tokens; Gemini:
   contents) -> 400. Triggers in the user text: MOCK-429 -> 429 (rate-limit shape, retry-after: 1)
-  the first time that exact text is seen per provider, then normal; MOCK-500 -> 500 always;
+  the first time that exact text is seen (by any provider), then normal; MOCK-500 -> 500 always;
   MOCK-SLOW -> the answer after 40 s; MOCK-DROP -> the answer without its placeholders ({{x}}, {x},
   $VAR); MOCK-LONGER -> the answer twice; MOCK-FENCE -> the answer in ```text fences.
 """
@@ -398,8 +398,8 @@ def llm_trouble(provider, user):
                                   "server_error"), None)
     if "MOCK-429" in user:
         with LOCK:
-            first = (provider, user) not in LLM_SEEN_429
-            LLM_SEEN_429.add((provider, user))
+            first = user not in LLM_SEEN_429
+            LLM_SEEN_429.add(user)
         if first:
             retry = {"retry-after": "1"}
             if provider == "anthropic":

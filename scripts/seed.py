@@ -74,6 +74,8 @@ def main():
         ("ten_demo_inbox", "Blue Harbor Support (inbox)", "blue-harbor", "pro", "active", 99.0, "2026-03-01T00:00:00.000Z", None),
         ("ten_demo_shop", "Alder & Co. Shop", "alder-shop", "starter", "active", 49.0, "2026-06-01T00:00:00.000Z", None),
         (STRIPE_TENANT, "Cedar Analytics (Stripe)", "cedar", "free", "active", 0, None, None),
+        (REFINERY_TENANT, "Refinery Prompts", "refinery", "starter", "active", 49.0, "2026-09-01T00:00:00.000Z", None),
+        (QUOTA_TENANT, "Little Lamp (free, near its quota)", "little-lamp", "free", "active", 0, None, None),
     ]
     users = [
         ("usr_platform_admin", "ten_platform", env["ADMIN_EMAIL"].lower(), "Platform Admin", "platform_admin", env["ADMIN_PASSWORD"]),
@@ -83,6 +85,9 @@ def main():
         ("usr_demo_inbox_agent", "ten_demo_inbox", "agent@blueharbor.demo", "Aiden Agent", "agent", demo_pw),
         ("usr_demo_shop_owner", "ten_demo_shop", "owner@aldershop.demo", "Sam Owner", "owner", demo_pw),
         ("usr_demo_pro_owner", STRIPE_TENANT, "owner@cedar.demo", "Cleo Owner", "owner", demo_pw),
+        ("usr_demo_refinery_owner", REFINERY_TENANT, "owner@refinery.demo", "Rita Owner", "owner", demo_pw),
+        ("usr_demo_refinery_member", REFINERY_TENANT, "member@refinery.demo", "Milo Member", "member", demo_pw),
+        ("usr_demo_quota_owner", QUOTA_TENANT, "owner@littlelamp.demo", "Lena Owner", "owner", demo_pw),
     ]
     out = []
     for t in tenants:
@@ -104,10 +109,102 @@ def main():
     out.extend(inbox_sql())
     out.extend(shop_sql())
     out.extend(stripe_sql(env.get("STRIPE_PRICE_PRO") or "price_local_pro"))
+    out.extend(optimize_sql())
     print("\n".join(out))
 
 
 STRIPE_TENANT = "ten_demo_pro"
+REFINERY_TENANT = "ten_demo_refinery"
+QUOTA_TENANT = "ten_demo_quota"
+# The free plan's monthly optimisations; the near-quota tenant starts the month 5 short of it.
+FREE_OPTIMIZATIONS = 1000
+
+
+def tokens(text):
+    """`src/optimize/tokens.rs` `estimate`: a run of ASCII letters/digits counts ceil(len/4),
+    any other non-space character 1."""
+    total, run = 0, 0
+    for c in text:
+        if c.isascii() and c.isalnum():
+            run += 1
+            continue
+        total += -(-run // 4)
+        run = 0
+        if not c.isspace():
+            total += 1
+    return total + -(-run // 4)
+
+
+def optimization_row(oid, tenant, user, batch, provider, model, original, optimized, at, usage=None):
+    before, after = tokens(original), tokens(optimized)
+    after = min(after, before)
+    pct = round((before - after) * 1000 / before) / 10 if before else 0.0
+    attempts = json.dumps([{"provider": provider, "model": model, "outcome": "succeeded",
+                            "status": None if provider == "local" else 200, "error": None,
+                            "duration_ms": 0 if provider == "local" else 420}])
+    return (
+        "INSERT OR IGNORE INTO optimizations (id, tenant_id, user_id, api_key_id, batch_id, provider, model, "
+        "strategy, compression_level, original_text, optimized_text, tokens_before, tokens_after, tokens_saved, "
+        "savings_percent, provider_usage, attempts, note, created_at) VALUES "
+        f"({q(oid)}, {q(tenant)}, {q(user)}, NULL, {q(batch)}, {q(provider)}, {q(model)}, 'compress', 2, "
+        f"{q(original)}, {q(optimized)}, {before}, {after}, {before - after}, {pct}, "
+        f"{q(json.dumps(usage) if usage else None)}, {q(attempts)}, NULL, {q(at)});"
+    )
+
+
+def optimize_sql():
+    """Prompt optimisation: the refinery tenant (starter, so the deployment's OPENAI_API_KEY in
+    .dev.vars serves it; its default provider is openai, on the mock) with history from both
+    providers and a finished batch; and a free tenant 5 optimisations short of its month."""
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    t, owner, member = REFINERY_TENANT, "usr_demo_refinery_owner", "usr_demo_refinery_member"
+    out = [
+        "INSERT INTO provider_configs (tenant_id, name, enabled, is_default, created_at, updated_at) "
+        f"VALUES ({q(t)}, 'openai', 1, 1, {q(iso(now))}, {q(iso(now))}) ON CONFLICT DO NOTHING;"
+    ]
+    prompts = [
+        ("Please, in order to help the customer {{name}}, write a very short and really friendly reply.",
+         "To help the customer {{name}}, write a short, friendly reply."),
+        ("You are a helpful assistant. It is important to note that you should basically always answer in English.",
+         "You are a helpful assistant. Always answer in English."),
+        ("Due to the fact that the report is long, please summarise it in three bullet points.",
+         "Because the report is long, summarise it in three bullet points."),
+    ]
+    for i, (original, optimized) in enumerate(prompts):
+        at = iso(now - datetime.timedelta(days=3 - i, hours=2))
+        provider, model = ("openai", "gpt-4o-mini") if i % 2 == 0 else ("local", "local")
+        usage = {"input_tokens": 64 + tokens(original), "output_tokens": tokens(optimized)} if provider == "openai" else None
+        out.append(optimization_row(f"opt_demo_refinery_{i}", t, member if i < 2 else owner, None,
+                                    provider, model, original, optimized, at, usage))
+    batch, b_at = "obt_demo_refinery", iso(now - datetime.timedelta(days=1))
+    out.append(
+        "INSERT OR IGNORE INTO optimize_batches (id, tenant_id, user_id, provider, model, strategy, "
+        "compression_level, fallbacks, status, total, created_at, updated_at, completed_at) VALUES "
+        f"({q(batch)}, {q(t)}, {q(owner)}, 'openai', NULL, 'compress', 2, '[\"local\"]', 'completed', 3, "
+        f"{q(b_at)}, {q(b_at)}, {q(b_at)});"
+    )
+    for i, (original, optimized) in enumerate(prompts):
+        oid, item = f"opt_demo_refinery_batch_{i}", f"{batch}_{i:03d}"
+        out.append(optimization_row(oid, t, owner, batch, "openai", "gpt-4o-mini", original, optimized, b_at,
+                                    {"input_tokens": 64 + tokens(original), "output_tokens": tokens(optimized)}))
+        out.append(
+            "INSERT OR IGNORE INTO optimize_batch_items (id, batch_id, tenant_id, position, ref, text, status, "
+            "attempts, optimization_id, created_at, updated_at) VALUES "
+            f"({q(item)}, {q(batch)}, {q(t)}, {i}, {q('row-' + str(i + 1))}, {q(original)}, 'succeeded', 1, "
+            f"{q(oid)}, {q(b_at)}, {q(b_at)});"
+        )
+    # This month's optimisations of the free tenant (the usage meter seeds its count from them).
+    month = now.strftime("%Y%m")
+    at = iso(month_start(now))
+    out.append(
+        f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {FREE_OPTIMIZATIONS - 5}) "
+        "INSERT OR IGNORE INTO optimizations (id, tenant_id, user_id, provider, model, strategy, compression_level, "
+        "original_text, optimized_text, tokens_before, tokens_after, tokens_saved, savings_percent, attempts, created_at) "
+        f"SELECT 'opt_demo_quota_{month}_' || i, {q(QUOTA_TENANT)}, 'usr_demo_quota_owner', 'local', 'local', 'compress', 2, "
+        "'Please write a very short reply.', 'Write a short reply.', 7, 5, 2, 28.6, '[]', "
+        f"{q(at)} FROM n;"
+    )
+    return out
 
 
 def month_start(d, back=0):

@@ -29,5 +29,6 @@ pub fn all() -> Vec<Route> {
     routes.extend(crate::media::routes());
     routes.extend(crate::products::routes());
     routes.extend(crate::billing::routes());
+    routes.extend(crate::optimize::routes());
     routes
 }

@@ -36,6 +36,10 @@ pub struct Consume {
     pub amount: u64,
     pub limit: Option<u64>,
     pub op_id: String,
+    /// When set, the `amount` units are counted as these ops, one unit each, so that each can
+    /// be given back alone (a batch's items); `op_id` still makes the whole consume idempotent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
 }
 
 /// Give back what the consume `op_id` counted (once; an unknown op changes nothing).
@@ -45,6 +49,9 @@ pub struct Refund {
     pub metric: Metric,
     pub period: String,
     pub op_id: String,
+    /// More ops to give back in the same call (a cancelled batch's items).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,7 +190,14 @@ pub fn seed_sql(metric: Metric) -> Option<&'static str> {
             "SELECT COUNT(*) AS n FROM executions WHERE tenant_id = ?1 \
              AND created_at >= ?2 AND created_at < ?3",
         ),
-        Metric::Optimizations => None,
+        // Made ones, and batch items still holding their reserved unit (finished items
+        // either made an optimisation or were given back).
+        Metric::Optimizations => Some(
+            "SELECT (SELECT COUNT(*) FROM optimizations WHERE tenant_id = ?1 \
+             AND created_at >= ?2 AND created_at < ?3) + (SELECT COUNT(*) \
+             FROM optimize_batch_items WHERE tenant_id = ?1 AND status IN ('queued', 'running') \
+             AND created_at >= ?2 AND created_at < ?3) AS n",
+        ),
     }
 }
 

@@ -333,6 +333,22 @@ pub async fn charge(
     amount: u64,
     op_id: &str,
 ) -> Result<Charge> {
+    charge_parts(cx, db, tenant_id, plan, metric, amount, op_id, Vec::new()).await
+}
+
+/// `charge`, with the units counted as `parts` (one each, `amount` of them), so each can be
+/// given back alone with `refund_part` (a batch's items).
+#[allow(clippy::too_many_arguments)]
+pub async fn charge_parts(
+    cx: &Ctx,
+    db: &Db,
+    tenant_id: &str,
+    plan: Plan,
+    metric: Metric,
+    amount: u64,
+    op_id: &str,
+    parts: Vec<String>,
+) -> Result<Charge> {
     let custom = overrides(db, tenant_id, plan).await?;
     let limit = cx.config.plans.quota(plan, metric, &custom);
     let period = meter::period_of(cx.now_ms);
@@ -345,6 +361,7 @@ pub async fn charge(
             amount,
             limit,
             op_id: op_id.to_string(),
+            parts,
         },
     )
     .await?;
@@ -402,6 +419,7 @@ impl Charge {
                 metric: self.metric,
                 period: self.period.clone(),
                 op_id: self.op_id.clone(),
+                more: Vec::new(),
             },
         )
         .await;

@@ -80,6 +80,14 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::messaging::model::{Contact, ContactSummary, Conversation, Message, MessageMedia};
     use crate::messaging::outbound::SendMessage;
     use crate::messaging::templates::{CreateTemplate, Template, TemplateRef};
+    use crate::optimize::adapters::ProviderUsage;
+    use crate::optimize::batches::{
+        BatchInput, BatchItem, BatchStatus, CreateBatch, ItemStatus, OptimizeBatch,
+    };
+    use crate::optimize::gateway::{Attempt, AttemptOutcome};
+    use crate::optimize::model::{ProviderName, Strategy};
+    use crate::optimize::providers::{ProviderTest, ProviderView, PutProvider};
+    use crate::optimize::{Optimization, OptimizeRequest, OptimizeStats, StatsBucket};
     use crate::platform::error::{FieldError, Problem};
     use crate::platform::plan::Plan;
     use crate::products::{CreateProduct, CreatedProducts, FromCandidates, Product, UpdateProduct};
@@ -221,6 +229,24 @@ fn component_schemas() -> Vec<(String, Value)> {
         StripeWebhookEvent,
         StripeReceipt,
         BillingEvent,
+        ProviderName,
+        Strategy,
+        ProviderView,
+        PutProvider,
+        ProviderTest,
+        ProviderUsage,
+        OptimizeRequest,
+        Optimization,
+        Attempt,
+        AttemptOutcome,
+        OptimizeStats,
+        StatsBucket,
+        CreateBatch,
+        BatchInput,
+        OptimizeBatch,
+        BatchStatus,
+        ItemStatus,
+        BatchItem,
     ]
 }
 
@@ -390,8 +416,18 @@ fn operation(route: &Route) -> Value {
         responses.insert(
             "402".into(),
             problem(
-                "A quota of the plan (monthly runs, storage) would be exceeded (`quota_exceeded`)",
+                "A quota of the plan (monthly executions or optimisations, storage) would be exceeded (`quota_exceeded`, with `metric, limit, used, resets_at`); a batch above 10 items on a plan without `large_batches` (`feature_not_in_plan`)",
             ),
+        );
+    }
+    if route.upstream {
+        responses.insert(
+            "502".into(),
+            problem("No outside service gave a result (`upstream_error`, with `provider_status` and `attempts`)"),
+        );
+        responses.insert(
+            "504".into(),
+            problem("The outside service did not answer in time (`upstream_timeout`)"),
         );
     }
     if route.method != Method::Get {

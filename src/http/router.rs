@@ -98,6 +98,9 @@ pub struct Route {
     pub metered: bool,
     /// Only for plans that include this feature: others get 402 `feature_not_in_plan`.
     pub feature: Option<crate::billing::plans::Feature>,
+    /// Calls an outside service while the caller waits: may answer 502 `upstream_error` and
+    /// 504 `upstream_timeout`.
+    pub upstream: bool,
     /// Also accepts the access token as `?access_token=` or as the WebSocket subprotocols
     /// `bearer, <token>` (browser WebSocket clients cannot set headers).
     pub query_token: bool,
@@ -142,6 +145,7 @@ impl Route {
             query: &[],
             idempotent: false,
             metered: false,
+            upstream: false,
             feature: None,
             query_token: false,
             upload: false,
@@ -226,6 +230,10 @@ impl Route {
     }
     pub fn query_token(mut self) -> Route {
         self.query_token = true;
+        self
+    }
+    pub fn upstream(mut self) -> Route {
+        self.upstream = true;
         self
     }
     pub fn metered(mut self) -> Route {

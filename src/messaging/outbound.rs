@@ -28,6 +28,7 @@ use crate::platform::egress::{backoff_secs, fetch_text};
 use crate::platform::error::{AppError, Result};
 use crate::platform::queue::{self, Job, Outcome};
 use crate::platform::ratelimit::{self, TakeRequest};
+use crate::platform::ratelimit::{pace, Pace};
 use crate::platform::state::Guarded;
 use crate::platform::{clock, ids};
 
@@ -348,38 +349,6 @@ struct SendRow {
 
 /// The Graph API call's deadline (the claim's lease is longer: `delivery::SEND_LEASE_MS`).
 const SEND_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A booked pacing slot this close ahead counts as reached (queue delays are whole seconds).
-const SLOT_SLACK_MS: i64 = 250;
-
-/// Where a send stands with its number's send rate.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Pace {
-    /// Go now.
-    Go,
-    /// Wait: re-schedule with this delay (seconds), booked for the slot (epoch ms).
-    Wait { delay_secs: u32, slot_ms: i64 },
-}
-
-/// Decides from the job's booked slot (if any) and, when there is none, the bucket's answer.
-pub fn pace(now_ms: i64, booked: Option<i64>, take: Option<ratelimit::Take>) -> Pace {
-    let wait = |slot_ms: i64| Pace::Wait {
-        delay_secs: ((slot_ms - now_ms + 999) / 1000).clamp(1, 43_200) as u32,
-        slot_ms,
-    };
-    if let Some(slot) = booked {
-        return if now_ms + SLOT_SLACK_MS >= slot {
-            Pace::Go
-        } else {
-            wait(slot)
-        };
-    }
-    match take {
-        Some(t) if !t.allowed && t.wait_ms > SLOT_SLACK_MS => wait(now_ms + t.wait_ms),
-        // Allowed, a slot about to come, or the limiter unavailable (fail open).
-        _ => Pace::Go,
-    }
-}
 
 /// The queue consumer's work for one outbound message. `delivery_id` is the queue message's
 /// id; with a nonce per invocation it names the claim's holder. Waiting for the send rate and

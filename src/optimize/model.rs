@@ -125,7 +125,7 @@ impl Level {
     pub fn new(n: i64) -> Option<Level> {
         (i64::from(Self::MIN)..=i64::from(Self::MAX))
             .contains(&n)
-            .then(|| Level(n as u8))
+            .then_some(Level(n as u8))
     }
 
     pub fn get(self) -> u8 {

@@ -44,6 +44,42 @@ pub struct Config {
     pub egress: crate::platform::egress::Policy,
     /// Stripe: the API, its keys and the prices of the plans it sells.
     pub stripe: Stripe,
+    pub llm: Llm,
+}
+
+/// The deployment's LLM provider settings (prompt optimisation), by provider prefix.
+#[derive(Debug, Clone)]
+pub struct Llm {
+    /// `PROVIDER_TIMEOUT_SECS` (30): one provider call's deadline.
+    pub timeout_secs: u64,
+    /// `PROVIDER_RATE_PER_SEC` (5): batch items a tenant sends one provider per second.
+    pub rate_per_sec: f64,
+    pub providers: Vec<LlmVars>,
+}
+
+/// `{PREFIX}_API_BASE`, `{PREFIX}_API_KEY` (the deployment's own key, for plans with
+/// `operator_llm_keys`) and `{PREFIX}_MODEL`.
+#[derive(Debug, Clone)]
+pub struct LlmVars {
+    pub prefix: &'static str,
+    pub base: Option<String>,
+    pub key: Option<String>,
+    pub model: Option<String>,
+}
+
+/// The providers' variable prefixes.
+pub const LLM_PREFIXES: [&str; 5] = [
+    "OPENAI",
+    "ANTHROPIC",
+    "DEEPSEEK",
+    "GEMINI",
+    "OPENAI_COMPATIBLE",
+];
+
+impl Llm {
+    pub fn vars(&self, prefix: &str) -> Option<&LlmVars> {
+        self.providers.iter().find(|v| v.prefix == prefix)
+    }
 }
 
 /// Stripe settings. Without a secret key, billing routes answer `503 billing_unavailable`;
@@ -202,6 +238,20 @@ impl Config {
                         let plan = Plan::parse_offered(name)?;
                         let id = var(env, &format!("STRIPE_PRICE_{}", name.to_uppercase()))?;
                         Some((plan, id.trim().to_string()))
+                    })
+                    .collect(),
+            },
+            llm: Llm {
+                timeout_secs: num(env, "PROVIDER_TIMEOUT_SECS", 30)?,
+                rate_per_sec: num(env, "PROVIDER_RATE_PER_SEC", 5.0)?,
+                providers: LLM_PREFIXES
+                    .iter()
+                    .map(|prefix| LlmVars {
+                        prefix,
+                        base: var(env, &format!("{prefix}_API_BASE"))
+                            .map(|b| b.trim().trim_end_matches('/').to_string()),
+                        key: var(env, &format!("{prefix}_API_KEY")).map(|k| k.trim().to_string()),
+                        model: var(env, &format!("{prefix}_MODEL")).map(|m| m.trim().to_string()),
                     })
                     .collect(),
             },

@@ -168,6 +168,14 @@ pub fn backoff_secs(attempt: i64) -> u32 {
     2u32.saturating_pow(attempt.clamp(1, 10) as u32)
 }
 
+/// How a call that hit its deadline is reported (`timed_out` recognises it).
+const TIMED_OUT: &str = "no answer within";
+
+/// Whether a `fetch_text`/`fetch_bytes` error is its deadline passing.
+pub fn timed_out(error: &str) -> bool {
+    error.starts_with(TIMED_OUT)
+}
+
 /// Sends a request and reads its body as text, giving up after `timeout`. The destination is
 /// checked against `policy` first (a refusal is an `Err` saying why), and redirects are not
 /// followed (a 3xx is the answer), so a call never ends up somewhere the policy was not asked
@@ -194,7 +202,7 @@ pub async fn fetch_text(
         Either::Left((result, _)) => result,
         Either::Right(_) => {
             controller.abort();
-            Err(format!("no answer within {} s", timeout.as_secs()))
+            Err(format!("{TIMED_OUT} {} s", timeout.as_secs()))
         }
     }
 }
@@ -257,7 +265,7 @@ pub async fn fetch_bytes(
         Either::Left((result, _)) => result,
         Either::Right(_) => {
             controller.abort();
-            Err(format!("no answer within {} s", timeout.as_secs()))
+            Err(format!("{TIMED_OUT} {} s", timeout.as_secs()))
         }
     }
 }

@@ -27,9 +27,11 @@ pub const CALLBACK_ATTEMPTS: u32 = 3;
 pub enum Job {
     /// Run step `step` (0-based) of an execution.
     Step { execution_id: String, step: i64 },
-    /// Deliver an execution's end event to the tenant's callback URL.
+    /// Deliver an event (`execution.*` about an execution, `optimize.batch.*` about a batch)
+    /// to the tenant's callback URL.
     Callback {
-        execution_id: String,
+        #[serde(alias = "execution_id")]
+        subject_id: String,
         event: String,
         attempt: u32,
     },
@@ -54,7 +56,17 @@ pub enum Job {
     ApiLogs { entries: Vec<ApiLog> },
     /// Apply a stored Stripe webhook event (`stripe_events`).
     Stripe { event_id: String },
+    /// Optimise one item of a prompt-optimisation batch (`optimize_batch_items`). `slot_ms`:
+    /// its booked pacing slot, when it was re-scheduled to wait for the provider's rate.
+    Optimize {
+        item_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slot_ms: Option<i64>,
+    },
 }
+
+/// The event prefix of callbacks about optimisation batches (the rest are executions').
+pub const BATCH_EVENT_PREFIX: &str = "optimize.batch.";
 
 /// One answered `/api/v1` request: what the API Worker hands the jobs Worker, and what
 /// `GET /admin/api-logs` shows.
@@ -74,9 +86,9 @@ pub struct ApiLog {
 }
 
 impl Job {
-    pub fn callback(execution_id: &str, event: &str) -> Job {
+    pub fn callback(subject_id: &str, event: &str) -> Job {
         Job::Callback {
-            execution_id: execution_id.to_string(),
+            subject_id: subject_id.to_string(),
             event: event.to_string(),
             attempt: 1,
         }
@@ -84,9 +96,10 @@ impl Job {
 
     pub fn execution_id(&self) -> Option<&str> {
         match self {
-            Job::Step { execution_id, .. } | Job::Callback { execution_id, .. } => {
-                Some(execution_id)
-            }
+            Job::Step { execution_id, .. } => Some(execution_id),
+            Job::Callback {
+                subject_id, event, ..
+            } if !event.starts_with(BATCH_EVENT_PREFIX) => Some(subject_id),
             _ => None,
         }
     }
@@ -103,6 +116,7 @@ impl Job {
             Job::Sweep => "sweep",
             Job::ApiLogs { .. } => "api_logs",
             Job::Stripe { .. } => "stripe_event",
+            Job::Optimize { .. } => "optimize_item",
         }
     }
 
@@ -110,8 +124,15 @@ impl Job {
     /// deployment's own housekeeping).
     pub fn subject(&self) -> Option<(&'static str, &str)> {
         Some(match self {
-            Job::Step { execution_id, .. } | Job::Callback { execution_id, .. } => {
-                ("executions", execution_id)
+            Job::Step { execution_id, .. } => ("executions", execution_id),
+            Job::Callback {
+                subject_id, event, ..
+            } => {
+                if event.starts_with(BATCH_EVENT_PREFIX) {
+                    ("optimize_batches", subject_id)
+                } else {
+                    ("executions", subject_id)
+                }
             }
             Job::Webhook { event_id } => ("webhook_events", event_id),
             Job::Send { message_id, .. } | Job::InboundMedia { message_id } => {
@@ -120,6 +141,7 @@ impl Job {
             Job::CampaignChunk { campaign_id, .. } => ("campaigns", campaign_id),
             Job::Media { job_id } => ("jobs", job_id),
             Job::Stripe { event_id } => ("stripe_events", event_id),
+            Job::Optimize { item_id, .. } => ("optimize_batch_items", item_id),
             Job::Sweep | Job::ApiLogs { .. } => return None,
         })
     }

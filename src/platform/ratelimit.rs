@@ -321,6 +321,38 @@ async fn call_limiter<T: serde::de::DeserializeOwned>(
     Ok(response.json::<T>().await?)
 }
 
+/// A booked pacing slot this close ahead counts as reached (queue delays are whole seconds).
+const SLOT_SLACK_MS: i64 = 250;
+
+/// Where a paced job (a send, a batch item) stands with its bucket.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pace {
+    /// Go now.
+    Go,
+    /// Wait: re-schedule with this delay (seconds), booked for the slot (epoch ms).
+    Wait { delay_secs: u32, slot_ms: i64 },
+}
+
+/// Decides from the job's booked slot (if any) and, when there is none, the bucket's answer.
+pub fn pace(now_ms: i64, booked: Option<i64>, take: Option<Take>) -> Pace {
+    let wait = |slot_ms: i64| Pace::Wait {
+        delay_secs: ((slot_ms - now_ms + 999) / 1000).clamp(1, 43_200) as u32,
+        slot_ms,
+    };
+    if let Some(slot) = booked {
+        return if now_ms + SLOT_SLACK_MS >= slot {
+            Pace::Go
+        } else {
+            wait(slot)
+        };
+    }
+    match take {
+        Some(t) if !t.allowed && t.wait_ms > SLOT_SLACK_MS => wait(now_ms + t.wait_ms),
+        // Allowed, a slot about to come, or the limiter unavailable (fail open).
+        _ => Pace::Go,
+    }
+}
+
 /// Takes tokens from the bucket `key`.
 pub async fn take_tokens(env: &Env, key: &str, req: TakeRequest) -> Result<Take> {
     call_limiter(env, key, &LimiterRequest::Take(req)).await

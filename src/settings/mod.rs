@@ -1,6 +1,7 @@
 //! Tenant settings (callback URL and its signing secret, allowed origins, conversation
 //! auto-assignment) and the tenant's secret store.
 
+pub mod callbacks;
 pub mod secrets;
 
 use serde::{Deserialize, Serialize};

@@ -114,7 +114,10 @@ fn start() -> Server {
          STORAGE_QUOTA_BYTES=\"12582912\"\nEGRESS_ALLOW=\"127.0.0.1:{mock_port}\"\n\
          STRIPE_API_BASE=\"{mock}/stripe\"\nSTRIPE_SECRET_KEY=\"{STRIPE_KEY}\"\n\
          STRIPE_WEBHOOK_SECRET=\"{STRIPE_OLD_SECRET},{STRIPE_SECRET}\"\n\
-         STRIPE_PRICE_STARTER=\"price_test_starter\"\nSTRIPE_PRICE_PRO=\"price_test_pro\"\n{}",
+         STRIPE_PRICE_STARTER=\"price_test_starter\"\nSTRIPE_PRICE_PRO=\"price_test_pro\"\n\
+         OPENAI_API_BASE=\"{mock}/llm/openai\"\nANTHROPIC_API_BASE=\"{mock}/llm/anthropic\"\n\
+         DEEPSEEK_API_BASE=\"{mock}/llm/deepseek\"\nGEMINI_API_BASE=\"{mock}/llm/gemini\"\n\
+         PROVIDER_TIMEOUT_SECS=\"3\"\n{}",
         random_hex(32),
         crate::EXTRA_VARS
     );

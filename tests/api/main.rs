@@ -22,6 +22,7 @@ mod media;
 mod messaging;
 mod messaging_hardening;
 mod ops;
+mod optimize;
 mod stripe_support;
 mod stripe_webhooks;
 mod support;
