@@ -229,6 +229,7 @@ async fn handle_job(env: &Env, holder: &Holder, body: &str) -> Result<Outcome> {
         Job::Optimize { item_id, slot_ms } => {
             crate::optimize::batches::run_item(env, &cfg, holder, item_id, *slot_ms).await
         }
+        Job::Email { email_id } => crate::email::deliver(env, &cfg, holder, email_id).await,
     }
 }
 
@@ -268,6 +269,7 @@ async fn record_dead_letter(env: &Env, body: &str) -> Result<()> {
         Some(Job::Optimize { item_id, .. }) => {
             crate::optimize::batches::mark_failed(env, item_id, &error).await?
         }
+        Some(Job::Email { email_id }) => crate::email::mark_failed(env, email_id, &error).await?,
         _ => {}
     }
     if let Some(Job::Step { execution_id, .. }) = &job {

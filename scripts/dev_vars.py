@@ -51,6 +51,11 @@ defaults = {
     # The deployment's own OpenAI key (the mock accepts any but sk-bad…): it serves tenants
     # without a key of their own on plans with `operator_llm_keys` (the refinery demo tenant).
     "OPENAI_API_KEY": lambda: "sk-local-mock-" + secrets.token_hex(12),
+    # E-mail through the mock's SendGrid v3 stand-in (its calls: /_calls/email).
+    "EMAIL_API_URL": lambda: args.mock_url + "/email/v3/mail/send",
+    "EMAIL_API_KEY": lambda: "SG.local-" + secrets.token_hex(12),
+    "EMAIL_FROM": lambda: "no-reply@tenantry.local",
+    "APP_BASE_URL": lambda: "http://localhost:5173",
 }
 
 existing = set()

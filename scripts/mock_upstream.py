@@ -15,6 +15,11 @@ Test behaviours (KEY is any string; calls are recorded under it):
   ANY  /redirect/KEY?to=URL    -> 302 to URL (a step must not follow it)
   GET  /_calls/KEY             -> {"calls": [{"method", "path", "headers", "body", "at"}]}
 
+E-mail (EMAIL_API_URL points at /email/v3/mail/send, SendGrid v3; calls recorded under "email",
+with the parsed body as "json"):
+  POST /email/v3/mail/send -> 202 (X-Message-Id); no bearer token -> 401; no personalizations ->
+       400; a recipient starting "bounce" -> 500 always, "flaky" -> 503 on its first message.
+
 OCR service (OCR_API_URL points at /ocr; calls recorded under "ocr"):
   POST /ocr  <image bytes>  -> {"text", "confidence", "pages"}; bytes containing FAIL-OCR -> 500
 
@@ -518,6 +523,24 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(500, {"error": "upstream failure"})
             return self.reply(200, {"received": True})
 
+        if self.command == "POST" and parts == ["email", "v3", "mail", "send"]:
+            n = record("email", {**entry, "json": body})
+            if not self.headers.get("Authorization", "").startswith("Bearer "):
+                return self.reply(401, {"errors": [{"message": "The provided authorization grant is invalid, expired, or revoked", "field": None}]})
+            to = ""
+            try:
+                to = body["personalizations"][0]["to"][0]["email"]
+            except (KeyError, IndexError, TypeError):
+                return self.reply(400, {"errors": [{"message": "The personalizations field is required.", "field": "personalizations"}]})
+            if to.startswith("bounce"):
+                return self.reply(500, {"errors": [{"message": "Internal error", "field": None}]})
+            if to.startswith("flaky") and sum(1 for c in CALLS.get("email", []) if (c.get("json") or {}).get("personalizations", [{}])[0].get("to", [{}])[0].get("email") == to) == 1:
+                return self.reply(503, {"errors": [{"message": "Service unavailable", "field": None}]})
+            self.send_response(202)
+            self.send_header("X-Message-Id", f"mock-{n}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.command == "POST" and parts == ["ocr"]:
             record("ocr", {**entry, "body": f"<{len(raw)} bytes>"})
             if b"FAIL-OCR" in raw:

@@ -5,23 +5,28 @@
 //! the Durable Object classes), feature `jobs` builds `tenantry-jobs` (every queue consumer).
 //! Native tests and lints build both.
 
+pub mod analytics;
 pub mod apikeys;
 pub mod audit;
 pub mod auth;
 pub mod billing;
 pub mod dispatch;
 pub mod docs;
+pub mod email;
 pub mod health;
 pub mod http;
 pub mod maintenance;
 pub mod media;
 pub mod messaging;
+pub mod notifications;
 pub mod optimize;
 pub mod platform;
 pub mod products;
+pub mod profile;
 pub mod requests;
 pub mod routes;
 pub mod settings;
+pub mod teams;
 pub mod tenants;
 pub mod tickets;
 pub mod users;

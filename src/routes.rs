@@ -30,5 +30,9 @@ pub fn all() -> Vec<Route> {
     routes.extend(crate::products::routes());
     routes.extend(crate::billing::routes());
     routes.extend(crate::optimize::routes());
+    routes.extend(crate::profile::routes());
+    routes.extend(crate::teams::routes());
+    routes.extend(crate::notifications::routes());
+    routes.extend(crate::analytics::routes());
     routes
 }

@@ -45,6 +45,24 @@ pub struct Config {
     /// Stripe: the API, its keys and the prices of the plans it sells.
     pub stripe: Stripe,
     pub llm: Llm,
+    pub email: Email,
+    /// `INVITATION_TTL_SECS` (7 days): how long an invitation's link works.
+    pub invitation_ttl_secs: i64,
+    /// `ANALYTICS_RETENTION_DAYS` (90): analytics events older than this are deleted by the sweep.
+    pub analytics_retention_days: i64,
+}
+
+/// Outbound e-mail (SendGrid v3 shape) and the links in it.
+#[derive(Debug, Clone)]
+pub struct Email {
+    /// `EMAIL_API_URL` (e.g. `https://api.sendgrid.com/v3/mail/send`); unset: e-mail is stored
+    /// `skipped`.
+    pub api_url: Option<String>,
+    pub api_key: Option<String>,
+    /// `EMAIL_FROM`.
+    pub from: String,
+    /// `APP_BASE_URL`: the frontend links in mails point at.
+    pub app_base_url: String,
 }
 
 /// The deployment's LLM provider settings (prompt optimisation), by provider prefix.
@@ -255,6 +273,17 @@ impl Config {
                     })
                     .collect(),
             },
+            email: Email {
+                api_url: var(env, "EMAIL_API_URL").map(|u| u.trim().to_string()),
+                api_key: var(env, "EMAIL_API_KEY"),
+                from: var(env, "EMAIL_FROM").unwrap_or_else(|| "no-reply@tenantry.dev".into()),
+                app_base_url: var(env, "APP_BASE_URL")
+                    .unwrap_or_else(|| "http://localhost:5173".into())
+                    .trim_end_matches('/')
+                    .to_string(),
+            },
+            invitation_ttl_secs: num(env, "INVITATION_TTL_SECS", 7 * 24 * 3600)?,
+            analytics_retention_days: num(env, "ANALYTICS_RETENTION_DAYS", 90)?,
         })
     }
 }

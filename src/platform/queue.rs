@@ -63,6 +63,8 @@ pub enum Job {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         slot_ms: Option<i64>,
     },
+    /// Send one `email_outbox` message.
+    Email { email_id: String },
 }
 
 /// The event prefix of callbacks about optimisation batches (the rest are executions').
@@ -117,6 +119,7 @@ impl Job {
             Job::ApiLogs { .. } => "api_logs",
             Job::Stripe { .. } => "stripe_event",
             Job::Optimize { .. } => "optimize_item",
+            Job::Email { .. } => "email",
         }
     }
 
@@ -142,6 +145,7 @@ impl Job {
             Job::Media { job_id } => ("jobs", job_id),
             Job::Stripe { event_id } => ("stripe_events", event_id),
             Job::Optimize { item_id, .. } => ("optimize_batch_items", item_id),
+            Job::Email { email_id } => ("email_outbox", email_id),
             Job::Sweep | Job::ApiLogs { .. } => return None,
         })
     }

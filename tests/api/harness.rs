@@ -117,7 +117,9 @@ fn start() -> Server {
          STRIPE_PRICE_STARTER=\"price_test_starter\"\nSTRIPE_PRICE_PRO=\"price_test_pro\"\n\
          OPENAI_API_BASE=\"{mock}/llm/openai\"\nANTHROPIC_API_BASE=\"{mock}/llm/anthropic\"\n\
          DEEPSEEK_API_BASE=\"{mock}/llm/deepseek\"\nGEMINI_API_BASE=\"{mock}/llm/gemini\"\n\
-         PROVIDER_TIMEOUT_SECS=\"3\"\n{}",
+         PROVIDER_TIMEOUT_SECS=\"3\"\nEMAIL_API_URL=\"{mock}/email/v3/mail/send\"\n\
+         EMAIL_API_KEY=\"SG.harness-key-5e7d\"\nEMAIL_FROM=\"no-reply@test.local\"\n\
+         APP_BASE_URL=\"https://app.example.com\"\n{}",
         random_hex(32),
         crate::EXTRA_VARS
     );
@@ -236,6 +238,13 @@ impl Server {
     pub fn worker_panicked(&self) -> bool {
         std::fs::read_to_string(&self.log)
             .map(|l| l.contains("\"level\":\"panic\""))
+            .unwrap_or(false)
+    }
+
+    /// Whether both Workers' log of this run mentions `needle` anywhere (a secret never should).
+    pub fn logged(&self, needle: &str) -> bool {
+        std::fs::read_to_string(&self.log)
+            .map(|l| l.contains(needle))
             .unwrap_or(false)
     }
 

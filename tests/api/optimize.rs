@@ -617,6 +617,10 @@ async fn all_providers_failing_is_a_502_a_timeout_a_504_and_neither_is_counted()
     assert_eq!(test.data()["ok"], false);
     assert_eq!(test.data()["status"], 401);
     assert!(!test.text.contains("0123456789abcdef"), "{}", test.text);
+    // Nor in either Worker's log.
+    for key in ["0123456789abcdef", OPENAI_KEY, ANTHROPIC_KEY] {
+        assert!(!server().logged(key), "a key was logged");
+    }
 }
 
 #[tokio::test]
