@@ -79,21 +79,6 @@ async fn subscribed(owner: &Session) -> String {
     sub
 }
 
-async fn register_as(email: &str) -> Session {
-    let u = unique();
-    let password = "correct horse battery";
-    let r = post("/api/v1/auth/register")
-        .header("CF-Connecting-IP", &random_ip())
-        .json(json!({
-            "email": email, "password": password, "full_name": "Olga Owner",
-            "organization_name": format!("Org {u}"), "organization_slug": format!("org-{u}")
-        }))
-        .send()
-        .await
-        .expect(201);
-    session_from(r.data(), email, password)
-}
-
 fn checkout_body(plan: &str) -> Value {
     json!({"plan": plan, "success_url": OK_URL, "cancel_url": BACK_URL})
 }
@@ -300,7 +285,7 @@ async fn a_stripe_refusal_is_a_502_with_stripes_message_and_a_retry_reuses_the_i
 
 #[tokio::test]
 async fn a_stripe_outage_is_503_billing_unavailable_not_500() {
-    let owner = register_as(&format!("stripe-down-{}@example.com", unique())).await;
+    let owner = register_with(&format!("stripe-down-{}@example.com", unique())).await;
     let r = post("/api/v1/billing/checkout")
         .token(&owner.access)
         .json(checkout_body("pro"))

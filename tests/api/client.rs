@@ -233,8 +233,12 @@ pub struct Session {
 }
 
 pub async fn register() -> Session {
+    register_with(&format!("owner-{}@example.com", unique())).await
+}
+
+/// `register` with a chosen e-mail (tests that need to know it up front).
+pub async fn register_with(email: &str) -> Session {
     let u = unique();
-    let email = format!("owner-{u}@example.com");
     let password = "correct horse battery".to_string();
     let r = post("/api/v1/auth/register")
         .header("CF-Connecting-IP", &random_ip())
@@ -245,7 +249,7 @@ pub async fn register() -> Session {
         .send()
         .await
         .expect(201);
-    session_from(r.data(), &email, &password)
+    session_from(r.data(), email, &password)
 }
 
 pub fn session_from(data: &Value, email: &str, password: &str) -> Session {
