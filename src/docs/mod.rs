@@ -84,9 +84,9 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::optimize::batches::{
         BatchInput, BatchItem, BatchStatus, CreateBatch, ItemStatus, OptimizeBatch,
     };
-    use crate::optimize::gateway::{Attempt, AttemptOutcome};
+    use crate::optimize::gateway::{Attempt, AttemptOutcome, ProviderTest};
     use crate::optimize::model::{ProviderName, Strategy};
-    use crate::optimize::providers::{ProviderTest, ProviderView, PutProvider};
+    use crate::optimize::providers::{ProviderView, PutProvider};
     use crate::optimize::{Optimization, OptimizeRequest, OptimizeStats, StatsBucket};
     use crate::platform::error::{FieldError, Problem};
     use crate::platform::plan::Plan;

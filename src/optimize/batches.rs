@@ -19,7 +19,7 @@ use worker::Env;
 use super::gateway;
 use super::model::{Level, ProviderName, Strategy};
 use super::providers;
-use super::{check_options, check_text, Author, Optimization, Options};
+use super::{check_options, check_text, own_only, Author, Optimization, Options};
 use crate::args;
 use crate::audit;
 use crate::billing::meter::{self, Refund};
@@ -349,21 +349,16 @@ impl From<BatchRow> for OptimizeBatch {
     }
 }
 
-/// Admins see every batch; others the ones they (or their key) made.
+/// The batches the caller may see (`own_only`).
 fn scoped(cx: &Ctx) -> Result<Filter> {
-    let p = cx.principal()?;
     let mut f = Filter::new(
         &format!(
             "SELECT {BATCH_COLUMNS} FROM optimize_batches WHERE optimize_batches.tenant_id = ?1"
         ),
-        args![p.tenant_id.as_str()],
+        args![cx.tenant_id()?],
     );
-    if !p.role.at_least(crate::auth::roles::Role::Admin) {
-        match (&p.api_key, &p.user_id) {
-            (Some(k), _) => f.and("api_key_id = ?", args![k.id.as_str()]),
-            (None, Some(u)) => f.and("user_id = ?", args![u.as_str()]),
-            (None, None) => f.and("1 = 0", Vec::<Arg>::new()),
-        };
+    if let Some((cond, value)) = own_only(cx, "optimize_batches")? {
+        f.and(&cond, vec![value]);
     }
     Ok(f)
 }
@@ -417,18 +412,7 @@ async fn create(cx: Ctx) -> Result<Reply> {
         compression_level: body.compression_level,
         fallbacks: body.fallbacks.as_deref(),
     };
-    let chain = check_options(
-        &cx.config,
-        &p.tenant_id,
-        p.plan,
-        &stored,
-        &options,
-        &mut checks,
-    );
-    checks.finish()?;
-    let Some(chain) = chain else {
-        return Err(AppError::internal("checked options without a chain"));
-    };
+    let chain = check_options(&cx.config, &p.tenant_id, p.plan, &stored, &options, checks)?;
     if body.items.len() > SMALL_BATCH {
         cx.config.plans.require(p.plan, Feature::LargeBatches)?;
     }
@@ -843,7 +827,6 @@ pub async fn run_item(
         .and_then(crate::platform::plan::Plan::parse)
         .unwrap_or_default();
     let stored = providers::rows(&db, &w.tenant_id).await?;
-    let mut checks = Checks::new();
     let options = Options {
         provider: Some(&w.provider),
         model: w.model.as_deref(),
@@ -851,15 +834,13 @@ pub async fn run_item(
         compression_level: Some(w.compression_level),
         fallbacks: Some(&fallbacks),
     };
-    let chain = check_options(cfg, &w.tenant_id, plan, &stored, &options, &mut checks);
-    let chain = match (checks.finish(), chain) {
-        (Ok(()), Some(c)) => c,
-        (Err(e), _) => {
+    let chain = match check_options(cfg, &w.tenant_id, plan, &stored, &options, Checks::new()) {
+        Ok(c) => c,
+        Err(e) => {
             // The providers changed since the batch was made (a key deleted): no retry fixes it.
             let why = format!("the providers can no longer be used: {}", problem_text(&e));
             return fail(env, cfg, &db, holder, &w, &why, attempt).await;
         }
-        (Ok(()), None) => return fail(env, cfg, &db, holder, &w, "no provider", attempt).await,
     };
     let job = gateway::Job {
         text: &w.text,
@@ -961,8 +942,8 @@ fn problem_text(e: &AppError) -> String {
     }
 }
 
-/// The item's end as failed (held by this delivery): the reason kept, a dead letter staged,
-/// the batch completed if it was the last, and its unit given back.
+/// The item's end as failed while this delivery holds it: the reason kept, a dead letter
+/// staged, the batch completed if it was the last, and its unit given back.
 async fn fail(
     env: &Env,
     cfg: &Config,
@@ -972,46 +953,7 @@ async fn fail(
     why: &str,
     attempts: i64,
 ) -> Result<Outcome> {
-    let now_ms = clock::now_ms();
-    let letter = Staged::dead_letter(
-        &DeadLetter {
-            job: Job::Optimize {
-                item_id: w.id.clone(),
-                slot_ms: None,
-            },
-            error: why.to_string(),
-            attempts,
-        },
-        now_ms,
-    )?;
-    let (end, callback) = completion(db, &w.batch_id, now_ms)?;
-    let mut stmts = vec![
-        db.stmt(
-            &format!(
-                "UPDATE optimize_batch_items SET status = 'failed', error = ?3, {}, updated_at = ?4 \
-                 WHERE id = ?1 AND lease_id = ?2 AND lease_attempt = ?5 AND {}",
-                lease::SQL_RELEASE,
-                ItemStatus::sources(ItemEvent::Fail)
-            ),
-            &args![
-                w.id.as_str(),
-                holder.message_id.as_str(),
-                why,
-                clock::rfc3339(now_ms),
-                i64::from(holder.attempt)
-            ],
-        )?,
-        letter.insert_if_applied(db)?,
-    ];
-    stmts.extend(end);
-    let changes = db.batch(stmts).await?;
-    if changes.first().copied().unwrap_or(0) > 0 {
-        refund_item(env, w).await;
-        outbox::send_now(env, cfg, db, &[letter]).await;
-    }
-    if changes.get(2).copied().unwrap_or(0) > 0 {
-        outbox::send_now(env, cfg, db, &[callback]).await;
-    }
+    end_failed(env, cfg, db, w, why, Some((holder, attempts))).await?;
     Ok(Outcome::Ack)
 }
 
@@ -1024,24 +966,77 @@ pub async fn mark_failed(env: &Env, item_id: &str, error: &str) -> Result<()> {
         return Ok(());
     };
     let cfg = Config::cached(env)?;
+    end_failed(env, &cfg, &db, &w, error, None).await
+}
+
+/// The one `Fail` move: guarded by the holder's lease when a delivery ends it (which also
+/// stages the dead letter), by the status alone when the dead-letter consumer does.
+async fn end_failed(
+    env: &Env,
+    cfg: &Config,
+    db: &Db,
+    w: &Work,
+    why: &str,
+    held: Option<(&Holder, i64)>,
+) -> Result<()> {
     let now_ms = clock::now_ms();
-    let (end, callback) = completion(&db, &w.batch_id, now_ms)?;
+    let now = clock::rfc3339(now_ms);
+    let (lease_guard, values) = match held {
+        Some((h, _)) => (
+            " AND lease_id = ?4 AND lease_attempt = ?5",
+            args![
+                w.id.as_str(),
+                why,
+                now.as_str(),
+                h.message_id.as_str(),
+                i64::from(h.attempt)
+            ]
+            .to_vec(),
+        ),
+        None => ("", args![w.id.as_str(), why, now.as_str()].to_vec()),
+    };
     let mut stmts = vec![db.stmt(
         &format!(
             "UPDATE optimize_batch_items SET status = 'failed', error = ?2, {}, updated_at = ?3 \
-             WHERE id = ?1 AND {}",
+             WHERE id = ?1{lease_guard} AND {}",
             lease::SQL_RELEASE,
             ItemStatus::sources(ItemEvent::Fail)
         ),
-        &args![item_id, error, clock::rfc3339(now_ms)],
+        &values,
     )?];
+    let letter = match held {
+        Some((_, attempts)) => {
+            let letter = Staged::dead_letter(
+                &DeadLetter {
+                    job: Job::Optimize {
+                        item_id: w.id.clone(),
+                        slot_ms: None,
+                    },
+                    error: why.to_string(),
+                    attempts,
+                },
+                now_ms,
+            )?;
+            stmts.push(letter.insert_if_applied(db)?);
+            Some(letter)
+        }
+        None => None,
+    };
+    let completes_at = stmts.len();
+    let (end, callback) = completion(db, &w.batch_id, now_ms)?;
     stmts.extend(end);
     let changes = db.batch(stmts).await?;
-    if ItemStatus::parse(&w.status) != Some(ItemStatus::Succeeded) {
-        refund_item(env, &w).await;
+    let ended = changes.first().copied().unwrap_or(0) > 0;
+    // A delivery gives the unit back when its move applied; the dead-letter consumer whenever
+    // the item did not succeed (the meter gives an op back once).
+    if ended || (held.is_none() && ItemStatus::parse(&w.status) != Some(ItemStatus::Succeeded)) {
+        refund_item(env, w).await;
     }
-    if changes.get(1).copied().unwrap_or(0) > 0 {
-        outbox::send_now(env, &cfg, &db, &[callback]).await;
+    if let (true, Some(letter)) = (ended, letter) {
+        outbox::send_now(env, cfg, db, &[letter]).await;
+    }
+    if changes.get(completes_at).copied().unwrap_or(0) > 0 {
+        outbox::send_now(env, cfg, db, &[callback]).await;
     }
     Ok(())
 }

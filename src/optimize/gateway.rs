@@ -19,13 +19,66 @@ use super::guard;
 use super::local;
 use super::model::{Level, ProviderName, Strategy, Wire};
 use super::prompts;
-use super::providers::{Target, COOLDOWN_SECS, FAILURES_BEFORE_COOLDOWN};
 use crate::args;
 use crate::platform::clock;
 use crate::platform::config::Config;
 use crate::platform::db::Db;
 use crate::platform::egress;
 use crate::platform::error::AppError;
+
+/// Failures in a row after which a provider is skipped for `COOLDOWN_SECS`.
+pub const FAILURES_BEFORE_COOLDOWN: i64 = 5;
+pub const COOLDOWN_SECS: i64 = 60;
+
+/// What a call to one provider needs, resolved for a tenant.
+#[derive(Clone)]
+pub struct Target {
+    pub name: ProviderName,
+    pub base: String,
+    pub key: String,
+    pub model: String,
+    /// The tenant has a row (failures and cooldowns are recorded on it).
+    pub tracked: bool,
+    pub cooldown_until: Option<String>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("Target")
+            .field("name", &self.name)
+            .field("base", &self.base)
+            .field("model", &self.model)
+            .finish()
+    }
+}
+
+impl Target {
+    pub fn local() -> Target {
+        Target {
+            name: ProviderName::Local,
+            base: String::new(),
+            key: String::new(),
+            model: "local".into(),
+            tracked: false,
+            cooldown_until: None,
+        }
+    }
+}
+
+/// The outcome of `POST /providers/:name/test`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProviderTest {
+    pub ok: bool,
+    pub provider: ProviderName,
+    pub model: String,
+    pub duration_ms: u64,
+    /// The provider's HTTP status, when it answered.
+    pub status: Option<u16>,
+    /// Why it failed (the provider's message, any key removed).
+    pub error: Option<String>,
+    pub provider_usage: Option<ProviderUsage>,
+}
 
 /// One provider tried for a request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -393,8 +446,8 @@ async fn recovered(db: &Db, tenant_id: &str, name: ProviderName) {
 }
 
 /// `POST /providers/:name/test`: one tiny call, outside the meter and the cooldown.
-pub async fn probe(cfg: &Config, target: &Target) -> super::providers::ProviderTest {
-    let mut result = super::providers::ProviderTest {
+pub async fn probe(cfg: &Config, target: &Target) -> ProviderTest {
+    let mut result = ProviderTest {
         ok: true,
         provider: target.name,
         model: target.model.clone(),

@@ -25,9 +25,9 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use self::adapters::ProviderUsage;
+use self::gateway::Target;
 use self::gateway::{Attempt, Optimised};
 use self::model::{Level, ProviderName, Strategy};
-use self::providers::Target;
 use crate::args;
 use crate::audit;
 use crate::billing::plans::Metric;
@@ -247,14 +247,17 @@ pub struct Options<'a> {
 }
 
 /// Checks the options into a chain of callable targets (every problem a field error).
+/// The checks gathered so far (`checks`: the caller's own fields) end here: every problem is one
+/// 422 with all the field errors.
 pub fn check_options(
     cfg: &Config,
     tenant_id: &str,
     plan: Plan,
     stored: &[providers::Row],
     o: &Options,
-    checks: &mut Checks,
-) -> Option<Chain> {
+    mut checks: Checks,
+) -> Result<Chain> {
+    let checks = &mut checks;
     let strategy = match o.strategy {
         None => Some(Strategy::default()),
         Some(s) => checks.take(
@@ -316,11 +319,18 @@ pub fn check_options(
             chain.push(t);
         }
     }
-    Some(Chain {
-        chain,
-        strategy: strategy?,
-        level: level?,
-    })
+    let checks = std::mem::take(checks);
+    checks.finish()?;
+    match (strategy, level) {
+        (Some(strategy), Some(level)) => Ok(Chain {
+            chain,
+            strategy,
+            level,
+        }),
+        _ => Err(AppError::internal(
+            "options checked without a strategy or level",
+        )),
+    }
 }
 
 /// The text to optimise, checked (length in characters, not blank).
@@ -432,18 +442,7 @@ async fn optimize(cx: Ctx) -> Result<Reply> {
         compression_level: body.compression_level,
         fallbacks: body.fallbacks.as_deref(),
     };
-    let plan = check_options(
-        &cx.config,
-        &p.tenant_id,
-        p.plan,
-        &stored,
-        &options,
-        &mut checks,
-    );
-    checks.finish()?;
-    let Some(plan) = plan else {
-        return Err(AppError::internal("checked options without a plan"));
-    };
+    let plan = check_options(&cx.config, &p.tenant_id, p.plan, &stored, &options, checks)?;
     let id = ids::new_id("opt");
     // Counted before any provider is called (exact under concurrency), given back if no
     // result is stored.
@@ -493,24 +492,24 @@ async fn optimize(cx: Ctx) -> Result<Reply> {
     Reply::created(&out, Some(format!("/api/v1/optimize/history/{id}")))
 }
 
-/// Admins (and admin-scoped keys) see every optimisation of the tenant; members see the ones
-/// they made (an API key: the ones it made). The condition and its values.
-fn visibility(cx: &Ctx) -> Result<Option<(&'static str, String)>> {
+/// Admins (and admin-scoped keys) see all of the tenant's optimisations and batches; members
+/// see what they made (an API key: what it made). The condition on `table` and its value.
+pub fn own_only(cx: &Ctx, table: &str) -> Result<Option<(String, Arg)>> {
     let p = cx.principal()?;
     if p.role.at_least(crate::auth::roles::Role::Admin) {
         return Ok(None);
     }
     Ok(Some(match (&p.api_key, &p.user_id) {
-        (Some(k), _) => ("optimizations.api_key_id = ?", k.id.clone()),
-        (None, Some(u)) => ("optimizations.user_id = ?", u.clone()),
-        (None, None) => ("1 = 0 AND ? IS NULL", String::new()),
+        (Some(k), _) => (format!("{table}.api_key_id = ?"), Arg::from(k.id.as_str())),
+        (None, Some(u)) => (format!("{table}.user_id = ?"), Arg::from(u.as_str())),
+        (None, None) => (format!("{table}.id IS NULL AND ? IS NULL"), Arg::from("")),
     }))
 }
 
 fn scoped(cx: &Ctx, select: &str) -> Result<Filter> {
     let mut f = Filter::new(select, args![cx.tenant_id()?]);
-    if let Some((cond, value)) = visibility(cx)? {
-        f.and(cond, args![value]);
+    if let Some((cond, value)) = own_only(cx, "optimizations")? {
+        f.and(&cond, vec![value]);
     }
     Ok(f)
 }

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::adapters::{self, ProviderUsage};
-use super::gateway;
+use super::adapters;
+use super::gateway::{self, Target};
 use super::model::{ProviderName, Wire};
 use crate::args;
 use crate::audit;
@@ -24,10 +24,6 @@ use crate::platform::crypto;
 use crate::platform::db::Db;
 use crate::platform::error::{AppError, Result};
 use crate::platform::plan::Plan;
-
-/// Failures in a row after which a provider is skipped for `COOLDOWN_SECS`.
-pub const FAILURES_BEFORE_COOLDOWN: i64 = 5;
-pub const COOLDOWN_SECS: i64 = 60;
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -129,20 +125,6 @@ pub struct PutProvider {
     pub enabled: Option<bool>,
     /// Make this the tenant's default provider (`false` unsets it).
     pub default: Option<bool>,
-}
-
-/// The outcome of `POST /providers/:name/test`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ProviderTest {
-    pub ok: bool,
-    pub provider: ProviderName,
-    pub model: String,
-    pub duration_ms: u64,
-    /// The provider's HTTP status, when it answered.
-    pub status: Option<u16>,
-    /// Why it failed (the provider's message, any key removed).
-    pub error: Option<String>,
-    pub provider_usage: Option<ProviderUsage>,
 }
 
 /// A stored row.
@@ -460,42 +442,6 @@ async fn remove(cx: Ctx) -> Result<Reply> {
     ])
     .await?;
     Ok(Reply::no_content())
-}
-
-/// What a call to one provider needs, resolved for a tenant.
-#[derive(Clone)]
-pub struct Target {
-    pub name: ProviderName,
-    pub base: String,
-    pub key: String,
-    pub model: String,
-    /// The tenant has a row (failures and cooldowns are recorded on it).
-    pub tracked: bool,
-    pub cooldown_until: Option<String>,
-}
-
-impl std::fmt::Debug for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the key.
-        f.debug_struct("Target")
-            .field("name", &self.name)
-            .field("base", &self.base)
-            .field("model", &self.model)
-            .finish()
-    }
-}
-
-impl Target {
-    pub fn local() -> Target {
-        Target {
-            name: ProviderName::Local,
-            base: String::new(),
-            key: String::new(),
-            model: "local".into(),
-            tracked: false,
-            cooldown_until: None,
-        }
-    }
 }
 
 /// A provider a tenant cannot call, and why (a 422 on the request naming it).
