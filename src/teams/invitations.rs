@@ -716,21 +716,30 @@ async fn accept_as_member(
     user_id: String,
     now: &str,
 ) -> Result<Reply> {
-    let (p, _) = principal::authenticate(&cx.env, &cx.config, &cx.headers, cx.now_ms, None)
+    let caller = principal::authenticate(&cx.env, &cx.config, &cx.headers, cx.now_ms, None)
         .await
-        .map_err(|_| {
+        .ok()
+        .map(|(p, _)| p);
+    let authenticated = caller.is_some();
+    let Some(p) = caller.filter(|p| p.user_id.as_deref() == Some(user_id.as_str())) else {
+        // A concurrent acceptance that just made this e-mail's account lands here too: then
+        // the answer is the loser's 410, not a request for a session.
+        if find(db, &inv.tenant_id, &inv.id).await?.status(now) != Some(InvitationStatus::Pending) {
+            return Err(lost(cx).await);
+        }
+        return Err(if !authenticated {
             AppError::Unauthorized(
                 "unauthorized",
                 "This e-mail has an account here: log in as that user and send its bearer token."
                     .into(),
             )
-        })?;
-    if p.user_id.as_deref() != Some(user_id.as_str()) {
-        return Err(AppError::Forbidden(
-            "forbidden",
-            "The invitation is for another user of this organisation.".into(),
-        ));
-    }
+        } else {
+            AppError::Forbidden(
+                "forbidden",
+                "The invitation is for another user of this organisation.".into(),
+            )
+        });
+    };
     let changes = db
         .batch(vec![
             accept_stmt(db, &inv, &user_id, now)?,
