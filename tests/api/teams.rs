@@ -473,7 +473,7 @@ async fn of_two_concurrent_accepts_one_wins() {
     let email = invitee();
     let (_, token) = invited(&owner, &email, "member", &[&team]).await;
     let ip = random_ip();
-    let mut statuses: Vec<u16> = join_all([accept(&token, &ip), accept(&token, &ip)])
+    let mut statuses: Vec<u16> = exclusive(join_all([accept(&token, &ip), accept(&token, &ip)]))
         .await
         .into_iter()
         .map(|r| r.status)
