@@ -89,7 +89,7 @@ fn suspended() -> AppError {
 /// Failed attempts are counted before the password is checked and given back when it was
 /// right, so concurrent guesses cannot all slip in between a check and a spend: of N parallel
 /// wrong passwords exactly `limit` are checked and the rest are refused.
-struct Reservation<'a> {
+pub(crate) struct Reservation<'a> {
     cx: &'a Ctx,
     taken: Vec<(String, Budget)>,
 }
@@ -98,7 +98,10 @@ impl<'a> Reservation<'a> {
     /// Draws one attempt from every budget at once (one round trip; the first budget's
     /// decision goes into the response headers). When one refuses, the draws that were
     /// allowed are given back before the 429 answers, so a refused attempt costs nothing.
-    async fn take(cx: &'a Ctx, budgets: Vec<(String, Budget)>) -> Result<Reservation<'a>> {
+    pub(crate) async fn take(
+        cx: &'a Ctx,
+        budgets: Vec<(String, Budget)>,
+    ) -> Result<Reservation<'a>> {
         let draws = budgets.iter().enumerate().map(|(i, (key, b))| async move {
             if i == 0 {
                 cx.limit(key, b.limit, b.window_secs, 1).await
@@ -130,7 +133,7 @@ impl<'a> Reservation<'a> {
 
     /// The attempt was not a failure: it costs nothing. Given back after the response is
     /// sent (the caller does not wait for it).
-    fn give_back(self) {
+    pub(crate) fn give_back(self) {
         let env = self.cx.env.clone();
         let taken = self.taken;
         self.cx.defer(async move { refund(&env, &taken).await });
@@ -153,7 +156,7 @@ fn login_budgets(cx: &Ctx, email: &str) -> Vec<(String, Budget)> {
     ]
 }
 
-fn token_response(
+pub(crate) fn token_response(
     cx: &Ctx,
     status: u16,
     user: User,

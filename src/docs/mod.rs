@@ -94,6 +94,11 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::requests::{CreateWorkflowRequest, UpdateWorkflowRequest, WorkflowRequest};
     use crate::settings::secrets::{PutSecret, Secret};
     use crate::settings::{CallbackSecret, Settings, UpdateSettings};
+    use crate::teams::invitations::{
+        AcceptInvitation, CreateInvitation, CreatedInvitation, Invitation, InvitationPreview,
+        PreviewInvitation, TeamRef,
+    };
+    use crate::teams::{AddTeamMember, CreateTeam, Team, TeamMember, UpdateTeam, UpdateTeamMember};
     use crate::tenants::model::{CreateTenant, Tenant, UpdateTenant};
     use crate::tenants::CreateUser;
     use crate::tickets::{Comment, CreateComment, CreateTicket, Ticket, UpdateTicket};
@@ -247,6 +252,19 @@ fn component_schemas() -> Vec<(String, Value)> {
         BatchStatus,
         ItemStatus,
         BatchItem,
+        Team,
+        CreateTeam,
+        UpdateTeam,
+        TeamMember,
+        AddTeamMember,
+        UpdateTeamMember,
+        Invitation,
+        CreatedInvitation,
+        CreateInvitation,
+        PreviewInvitation,
+        AcceptInvitation,
+        InvitationPreview,
+        TeamRef,
     ]
 }
 

@@ -26,6 +26,7 @@ mod optimize;
 mod stripe_support;
 mod stripe_webhooks;
 mod support;
+mod teams;
 mod tenants;
 mod tokens;
 mod users;
