@@ -41,8 +41,16 @@ pub mod rate_limiter;
 pub mod tenant_gate;
 
 #[cfg(feature = "api")]
+#[path = "../durable/live_hub.rs"]
+pub mod live_hub;
+
+#[cfg(feature = "api")]
 #[path = "../durable/conversation_hub.rs"]
 pub mod conversation_hub;
+
+#[cfg(feature = "api")]
+#[path = "../durable/notification_hub.rs"]
+pub mod notification_hub;
 
 #[cfg(feature = "api")]
 #[path = "../durable/usage_meter.rs"]

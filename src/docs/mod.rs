@@ -80,6 +80,11 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::messaging::model::{Contact, ContactSummary, Conversation, Message, MessageMedia};
     use crate::messaging::outbound::SendMessage;
     use crate::messaging::templates::{CreateTemplate, Template, TemplateRef};
+    use crate::notifications::model::BroadcastTo;
+    use crate::notifications::{
+        Broadcast, BroadcastResult, MarkedRead, Notification, NotificationPreferences,
+        NotificationStats, NotificationTypeStats, PutNotificationPreferences, UnreadCount,
+    };
     use crate::optimize::adapters::ProviderUsage;
     use crate::optimize::batches::{
         BatchInput, BatchItem, BatchStatus, CreateBatch, ItemStatus, OptimizeBatch,
@@ -265,6 +270,16 @@ fn component_schemas() -> Vec<(String, Value)> {
         AcceptInvitation,
         InvitationPreview,
         TeamRef,
+        Notification,
+        UnreadCount,
+        MarkedRead,
+        NotificationPreferences,
+        PutNotificationPreferences,
+        Broadcast,
+        BroadcastTo,
+        BroadcastResult,
+        NotificationStats,
+        NotificationTypeStats,
     ]
 }
 

@@ -48,8 +48,11 @@ fn hub_request(path: &str, init: &RequestInit) -> worker::Result<Request> {
     Request::new_with_init(&format!("https://conversation-hub{path}"), init)
 }
 
-async fn connect(cx: Ctx) -> Result<Reply> {
-    let conversation = store::conversation(&cx.db()?, cx.tenant_id()?, cx.param("id")).await?;
+/// Opens the caller's WebSocket on the hub `binding` named `name` (any `live_hub` Durable
+/// Object): refuses a request without `Upgrade: websocket`, tells the hub the caller's user,
+/// session and when the token that let them in expires, and selects the `bearer` subprotocol
+/// for a client that sent its token that way. Returns the hub's 101 and that expiry.
+pub async fn open(cx: &Ctx, binding: &str, name: &str) -> Result<(worker::Response, i64)> {
     let upgrade = cx.header("Upgrade").unwrap_or_default();
     if !upgrade.eq_ignore_ascii_case("websocket") {
         return Err(AppError::BadRequest(
@@ -85,12 +88,39 @@ async fn connect(cx: Ctx) -> Result<Reply> {
     init.with_method(Method::Get).with_headers(headers);
     let stub = cx
         .env
-        .durable_object(bindings::CONVERSATION_HUB)?
-        .id_from_name(&conversation.id)?
+        .durable_object(binding)?
+        .id_from_name(name)?
         .get_stub()?;
     let response = stub
         .fetch_with_request(hub_request("/connect", &init)?)
         .await?;
+    Ok((response, expires_ms))
+}
+
+/// Sends `event` to every socket of the hub `binding` named `name` (any `live_hub` Durable
+/// Object).
+pub async fn publish_to(
+    env: &Env,
+    binding: &str,
+    name: &str,
+    event: &serde_json::Value,
+) -> Result<()> {
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_body(Some(event.to_string().into()));
+    let stub = env
+        .durable_object(binding)?
+        .id_from_name(name)?
+        .get_stub()?;
+    stub.fetch_with_request(hub_request("/publish", &init)?)
+        .await?;
+    Ok(())
+}
+
+async fn connect(cx: Ctx) -> Result<Reply> {
+    let conversation = store::conversation(&cx.db()?, cx.tenant_id()?, cx.param("id")).await?;
+    let (response, expires_ms) = open(&cx, bindings::CONVERSATION_HUB, &conversation.id).await?;
+    let p = cx.principal()?;
     if let (Some(user_id), Some(session_id)) = (&p.user_id, &p.session_id) {
         let socket = LiveSocket {
             tenant_id: p.tenant_id.clone(),
@@ -155,20 +185,7 @@ pub async fn close_sessions(
 /// a failure is logged, not raised.
 pub async fn publish<T: Serialize>(env: &Env, conversation_id: &str, kind: &str, data: &T) {
     let event = json!({"type": kind, "conversation_id": conversation_id, "data": data});
-    let result = async {
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_body(Some(event.to_string().into()));
-        let stub = env
-            .durable_object(bindings::CONVERSATION_HUB)?
-            .id_from_name(conversation_id)?
-            .get_stub()?;
-        stub.fetch_with_request(hub_request("/publish", &init)?)
-            .await
-            .map(|_| ())
-    }
-    .await;
-    if let Err(e) = result {
+    if let Err(e) = publish_to(env, bindings::CONVERSATION_HUB, conversation_id, &event).await {
         worker::console_error!(
             "{}",
             json!({"level": "warn", "event": "live.publish_failed", "conversation_id": conversation_id, "error": e.to_string()})

@@ -9,5 +9,6 @@ pub const DLQ_QUEUE: &str = "tenantry-dlq";
 pub const RATE_LIMITER: &str = "RATE_LIMITER";
 pub const TENANT_GATE: &str = "TENANT_GATE";
 pub const CONVERSATION_HUB: &str = "CONVERSATION_HUB";
+pub const NOTIFICATION_HUB: &str = "NOTIFICATION_HUB";
 pub const USAGE_METER: &str = "USAGE_METER";
 pub const ASSETS: &str = "ASSETS";

@@ -21,6 +21,7 @@ mod gate;
 mod media;
 mod messaging;
 mod messaging_hardening;
+mod notifications;
 mod ops;
 mod optimize;
 mod stripe_support;
