@@ -219,3 +219,18 @@ pub async fn notify(
     send(env, cfg, db, &staged).await;
     Ok(staged.reached())
 }
+
+/// `notify` after a change already committed (an acceptance, a failed run): a failure is
+/// logged, never raised, because the change stands either way.
+pub async fn tell(env: &Env, cfg: &Config, db: &Db, tenant_id: &str, user_ids: &[String], n: Notice) {
+    if user_ids.is_empty() {
+        return;
+    }
+    if let Err(e) = notify(env, cfg, db, tenant_id, user_ids, &n).await {
+        worker::console_error!(
+            "{}",
+            serde_json::json!({"level": "error", "event": "notify_failed", "type": n.kind.as_str(), "error": e.to_string()})
+        );
+    }
+}
+

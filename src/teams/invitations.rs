@@ -756,10 +756,35 @@ async fn accept_as_member(
         .meta(json!({"existing_user": true, "team_ids": inv.team_ids()}))
         .write(db)
         .await?;
-    // Hook for notifications: "invitation accepted" (to inv.invited_by) and "added to a team"
-    // (user_id, each of inv.team_ids()).
+    accepted(cx, db, &inv, &user_id).await;
     let view = find(db, &inv.tenant_id, &inv.id).await?.view(now);
     Reply::ok(&view)
+}
+
+/// Tells the inviter the invitation was accepted, and the new member the teams they joined.
+async fn accepted(cx: &Ctx, db: &Db, inv: &Row, user_id: &str) {
+    use crate::notifications::{model::Kind, tell, Notice};
+    if let Some(inviter) = inv.invited_by.clone().filter(|i| i != user_id) {
+        let notice = Notice {
+            kind: Kind::InvitationAccepted,
+            title: format!("{} accepted your invitation", inv.email),
+            body: format!("{} joined as {}.", inv.email, inv.role),
+            link: Some(format!("/users/{user_id}")),
+            data: Some(json!({"invitation_id": inv.id, "user_id": user_id})),
+        };
+        tell(&cx.env, &cx.config, db, &inv.tenant_id, &[inviter], notice).await;
+    }
+    let teams = inv.team_ids();
+    if !teams.is_empty() {
+        let notice = Notice {
+            kind: Kind::TeamAdded,
+            title: "You were added to a team".into(),
+            body: format!("You joined {} team(s) with your invitation.", teams.len()),
+            link: Some("/teams".into()),
+            data: Some(json!({"team_ids": teams})),
+        };
+        tell(&cx.env, &cx.config, db, &inv.tenant_id, &[user_id.to_string()], notice).await;
+    }
 }
 
 /// A lost race for a token that was good a moment ago: the same 410 as any bad token, and it
@@ -825,8 +850,7 @@ async fn accept_as_new_user(
             .stmt(db)?,
     );
     db.batch(stmts).await?;
-    // Hook for notifications: "invitation accepted" (to inv.invited_by) and "added to a team"
-    // (user_id, each of inv.team_ids()).
+    accepted(cx, db, &inv, &user_id).await;
     let user = users::db::get(db, &inv.tenant_id, &user_id)
         .await?
         .ok_or_else(|| AppError::Internal("accepted user vanished".into()))?;

@@ -436,7 +436,15 @@ async fn add_member(cx: Ctx) -> Result<Reply> {
         AppError::Conflict(_) => AppError::Conflict("The user is on the team already.".into()),
         other => other,
     })?;
-    // Hook for notifications: "added to a team" (user.id, team).
+    let notice = crate::notifications::Notice {
+        kind: crate::notifications::model::Kind::TeamAdded,
+        title: format!("You were added to {}", team.name),
+        body: format!("You are a {} of the team {}.", role.as_str(), team.name),
+        link: Some(format!("/teams/{}", team.id)),
+        data: Some(serde_json::json!({"team_id": team.id})),
+    };
+    crate::notifications::tell(&cx.env, &cx.config, &db, tenant_id, &[user.id.clone()], notice)
+        .await;
     let m = find_member(&db, tenant_id, &team.id, &user.id).await?;
     Reply::created(
         &m,
