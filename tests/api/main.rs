@@ -10,6 +10,7 @@ mod client;
 mod harness;
 
 mod admin_cli;
+mod analytics;
 mod apikeys;
 mod audit;
 mod auth;
@@ -23,6 +24,7 @@ mod messaging;
 mod messaging_hardening;
 mod ops;
 mod optimize;
+mod profile;
 mod stripe_support;
 mod stripe_webhooks;
 mod support;
