@@ -5,6 +5,7 @@ use chrono::{DateTime, Datelike, Duration, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
 use crate::client::*;
+use crate::harness::server;
 
 /// Now (chrono's clock feature is off in this crate).
 fn now() -> DateTime<Utc> {
@@ -371,5 +372,52 @@ async fn event_limits_name_the_field() {
             .await
             .problem(422, "validation_failed");
         assert_eq!(field_of(&r), [field], "{query}");
+    }
+}
+
+#[tokio::test]
+async fn the_sweep_deletes_events_past_retention() {
+    let owner = register().await;
+    send(
+        &owner.access,
+        json!([{"name": "old.one"}, {"name": "month.old"}, {"name": "fresh"}]),
+    )
+    .await
+    .expect(202);
+    // Age two of them behind the API's back: one past the 90-day retention, one within it.
+    let tenant = owner.tenant_id.clone();
+    let month_ago = at(now() - Duration::days(30));
+    let sql = format!(
+        "UPDATE analytics_events SET occurred_at = CASE name \
+         WHEN 'old.one' THEN '2020-01-01T00:00:00.000Z' ELSE '{month_ago}' END \
+         WHERE tenant_id = '{tenant}' AND name IN ('old.one', 'month.old')"
+    );
+    d1_alone(move || server().d1(&sql)).await;
+    get("/__scheduled?cron=*/5+*+*+*+*")
+        .send()
+        .await
+        .expect(200);
+    let names = |tenant: String| {
+        let sql =
+            format!("SELECT name FROM analytics_events WHERE tenant_id = '{tenant}' ORDER BY name");
+        d1_alone(move || {
+            server()
+                .d1(&sql)
+                .iter()
+                .map(|r| r["name"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let left = names(tenant.clone()).await;
+        if left == ["fresh", "month.old"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sweep left {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
     }
 }

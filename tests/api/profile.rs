@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::client::*;
+use crate::harness::server;
 
 fn fields(r: &Resp) -> Vec<String> {
     r.body["errors"]
@@ -265,6 +266,19 @@ async fn the_dashboard_counts_a_fresh_tenant() {
             .await
             .expect(201)
     };
+    // Notifications: two unread and one read for the member, one for the owner.
+    let sql = format!(
+        "INSERT INTO notifications (id, tenant_id, user_id, type, title, read_at, created_at) VALUES \
+         ('ntf_d1_{u}', '{t}', '{m}', 'team.added', 'a', NULL, '2026-01-01T00:00:00.000Z'), \
+         ('ntf_d2_{u}', '{t}', '{m}', 'team.added', 'b', NULL, '2026-01-01T00:00:00.000Z'), \
+         ('ntf_d3_{u}', '{t}', '{m}', 'team.added', 'c', '2026-01-02T00:00:00.000Z', '2026-01-01T00:00:00.000Z'), \
+         ('ntf_d4_{u}', '{t}', '{o}', 'team.added', 'd', NULL, '2026-01-01T00:00:00.000Z')",
+        u = unique(),
+        t = owner.tenant_id,
+        m = member.user_id,
+        o = owner.user_id,
+    );
+    d1_alone(move || server().d1(&sql)).await;
     let d = get("/api/v1/dashboard")
         .token(&member.access)
         .send()
@@ -279,7 +293,7 @@ async fn the_dashboard_counts_a_fresh_tenant() {
     assert_eq!(d["optimizations"], 0);
     assert_eq!(d["conversations"], 0);
     assert_eq!(d["media"], json!({"count": 0, "bytes": 0}));
-    assert_eq!(d["unread_notifications"], 0);
+    assert_eq!(d["unread_notifications"], 2);
     // Another tenant's dashboard does not count these users.
     let other = register().await;
     let theirs = get("/api/v1/dashboard")
