@@ -82,7 +82,7 @@ pub fn routes() -> Vec<Route> {
                  taken from the credential and no IP is kept",
             )
             .body("AnalyticsBatch")
-            .ok("AnalyticsAccepted"),
+            .accepted("AnalyticsAccepted"),
         Route::get(
             "/api/v1/analytics",
             Access::TenantAdmin,
@@ -201,11 +201,12 @@ async fn ingest(cx: Ctx) -> Result<Reply> {
         ],
     )
     .await?;
-    Reply::data(
-        202,
+    // Accepted into the store; `Location` is where their aggregates are read.
+    Reply::accepted(
         &AnalyticsAccepted {
             accepted: checked.len(),
         },
+        "/api/v1/analytics".into(),
     )
 }
 
@@ -238,6 +239,7 @@ pub async fn run_aggregate(
     tenant_id: &str,
     q: &buckets::Query,
 ) -> Result<(Vec<SeriesPoint>, i64)> {
+    // `?5` also appears as a no-op in the filter, so both statements take the same parameters.
     let filter = "FROM analytics_events WHERE tenant_id = ?1 AND occurred_at >= ?2 \
                   AND occurred_at < ?3 AND (?4 IS NULL OR name = ?4) AND (?5 IS NULL OR 1)";
     let args = args![

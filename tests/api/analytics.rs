@@ -80,6 +80,7 @@ async fn fixed_events(owner: &Session) -> DateTime<Utc> {
     .await
     .expect(202);
     assert_eq!(r.data()["accepted"], 3);
+    assert_eq!(r.header("location"), Some("/api/v1/analytics"));
     let key = write_key(owner).await;
     let r = send(
         &key,
