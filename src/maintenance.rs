@@ -2,7 +2,7 @@
 //! their refresh tokens, request-log rows past retention, executions past their timeout, media
 //! jobs whose lease expired with no live holder, outbound sends whose claim ran out without an
 //! outcome (failed, never re-sent), multipart uploads idle for a day, and outbox rows whose
-//! direct send did not happen.
+//! direct send did not happen, and analytics events past `ANALYTICS_RETENTION_DAYS`.
 
 use worker::Env;
 
@@ -18,6 +18,7 @@ const API_LOG_RETENTION_DAYS: i64 = 30;
 pub async fn sweep(env: &Env) -> Result<()> {
     let db = Db::from_env(env)?;
     let now = clock::now_ms();
+    let cfg = Config::cached(env)?;
     let counts = db
         .batch(vec![
             db.stmt(
@@ -33,9 +34,9 @@ pub async fn sweep(env: &Env) -> Result<()> {
                 "DELETE FROM api_logs WHERE created_at < ?1",
                 &args![clock::rfc3339(now - API_LOG_RETENTION_DAYS * DAY_MS)],
             )?,
+            crate::analytics::retention_stmt(&db, cfg.analytics_retention_days, now)?,
         ])
         .await?;
-    let cfg = Config::cached(env)?;
     let timed_out = crate::workflows::fail_timed_out(env, &cfg, now).await?;
     #[cfg(feature = "jobs")]
     let (jobs_requeued, jobs_failed) = crate::media::runner::sweep_expired(env, &cfg, now).await?;
@@ -48,7 +49,7 @@ pub async fn sweep(env: &Env) -> Result<()> {
     let outbox_sent = outbox::flush(env, &db, now).await?;
     worker::console_log!(
         "{}",
-        serde_json::json!({"level": "info", "event": "sweep", "idempotency": counts[0], "refresh_tokens": counts[1], "api_logs": counts[2], "executions_timed_out": timed_out, "jobs_requeued": jobs_requeued, "jobs_failed": jobs_failed, "sends_unconfirmed": sends_unconfirmed, "uploads_aborted": uploads_aborted, "outbox_sent": outbox_sent})
+        serde_json::json!({"level": "info", "event": "sweep", "idempotency": counts[0], "refresh_tokens": counts[1], "api_logs": counts[2], "analytics_events": counts[3], "executions_timed_out": timed_out, "jobs_requeued": jobs_requeued, "jobs_failed": jobs_failed, "sends_unconfirmed": sends_unconfirmed, "uploads_aborted": uploads_aborted, "outbox_sent": outbox_sent})
     );
     Ok(())
 }

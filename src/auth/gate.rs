@@ -441,6 +441,10 @@ mod tests {
                 status: user_status.into(),
                 created_at: "2026-01-01T00:00:00.000Z".into(),
                 last_login: None,
+                avatar_url: None,
+                bio: None,
+                locale: None,
+                timezone: None,
             },
             session: Some(SessionState {
                 id: "ses_1".into(),

@@ -47,6 +47,10 @@ macro_rules! schemas {
 }
 
 fn component_schemas() -> Vec<(String, Value)> {
+    use crate::analytics::events::AnalyticsEventIn;
+    use crate::analytics::{
+        AnalyticsAccepted, AnalyticsBatch, AnalyticsSeries, SeriesPoint, SessionStats,
+    };
     use crate::apikeys::{ApiKey, CreateApiKey, CreatedApiKey};
     use crate::audit::routes::{ApiLog, AuditLog};
     use crate::auth::model::*;
@@ -96,6 +100,10 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::platform::error::{FieldError, Problem};
     use crate::platform::plan::Plan;
     use crate::products::{CreateProduct, CreatedProducts, FromCandidates, Product, UpdateProduct};
+    use crate::profile::{
+        DashboardMedia, DashboardUsage, TenantDashboard, UpdateOrganization, UpdateProfile,
+        UserPreferences,
+    };
     use crate::requests::{CreateWorkflowRequest, UpdateWorkflowRequest, WorkflowRequest};
     use crate::settings::secrets::{PutSecret, Secret};
     use crate::settings::{CallbackSecret, Settings, UpdateSettings};
@@ -280,6 +288,18 @@ fn component_schemas() -> Vec<(String, Value)> {
         BroadcastResult,
         NotificationStats,
         NotificationTypeStats,
+        UpdateProfile,
+        UserPreferences,
+        UpdateOrganization,
+        TenantDashboard,
+        DashboardUsage,
+        DashboardMedia,
+        AnalyticsBatch,
+        AnalyticsEventIn,
+        AnalyticsAccepted,
+        AnalyticsSeries,
+        SeriesPoint,
+        SessionStats,
     ]
 }
 

@@ -215,6 +215,10 @@ mod tests {
                 status: status.into(),
                 created_at: rfc3339(NOW),
                 last_login: None,
+                avatar_url: None,
+                bio: None,
+                locale: None,
+                timezone: None,
             },
             session: Some(SessionState {
                 id: "ses_1".into(),

@@ -222,7 +222,14 @@ pub async fn notify(
 
 /// `notify` after a change already committed (an acceptance, a failed run): a failure is
 /// logged, never raised, because the change stands either way.
-pub async fn tell(env: &Env, cfg: &Config, db: &Db, tenant_id: &str, user_ids: &[String], n: Notice) {
+pub async fn tell(
+    env: &Env,
+    cfg: &Config,
+    db: &Db,
+    tenant_id: &str,
+    user_ids: &[String],
+    n: Notice,
+) {
     if user_ids.is_empty() {
         return;
     }
@@ -233,4 +240,3 @@ pub async fn tell(env: &Env, cfg: &Config, db: &Db, tenant_id: &str, user_ids: &
         );
     }
 }
-

@@ -783,7 +783,15 @@ async fn accepted(cx: &Ctx, db: &Db, inv: &Row, user_id: &str) {
             link: Some("/teams".into()),
             data: Some(json!({"team_ids": teams})),
         };
-        tell(&cx.env, &cx.config, db, &inv.tenant_id, &[user_id.to_string()], notice).await;
+        tell(
+            &cx.env,
+            &cx.config,
+            db,
+            &inv.tenant_id,
+            &[user_id.to_string()],
+            notice,
+        )
+        .await;
     }
 }
 

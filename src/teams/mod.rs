@@ -443,8 +443,15 @@ async fn add_member(cx: Ctx) -> Result<Reply> {
         link: Some(format!("/teams/{}", team.id)),
         data: Some(serde_json::json!({"team_id": team.id})),
     };
-    crate::notifications::tell(&cx.env, &cx.config, &db, tenant_id, &[user.id.clone()], notice)
-        .await;
+    crate::notifications::tell(
+        &cx.env,
+        &cx.config,
+        &db,
+        tenant_id,
+        std::slice::from_ref(&user.id),
+        notice,
+    )
+    .await;
     let m = find_member(&db, tenant_id, &team.id, &user.id).await?;
     Reply::created(
         &m,

@@ -5,7 +5,8 @@ use utoipa::ToSchema;
 
 /// Columns selected for a `User` (keep in sync with the struct).
 pub const USER_COLUMNS: &str =
-    "users.id, users.tenant_id, users.email, users.full_name, users.role, users.status, users.created_at, users.last_login";
+    "users.id, users.tenant_id, users.email, users.full_name, users.role, users.status, users.created_at, users.last_login, \
+     users.avatar_url, users.bio, users.locale, users.timezone";
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct User {
@@ -19,6 +20,17 @@ pub struct User {
     pub status: String,
     pub created_at: String,
     pub last_login: Option<String>,
+    /// Profile fields (`PATCH /auth/me`); `null` until set.
+    #[serde(default)]
+    pub avatar_url: Option<String>,
+    #[serde(default)]
+    pub bio: Option<String>,
+    /// A BCP 47 language tag such as `en` or `pt-BR`.
+    #[serde(default)]
+    pub locale: Option<String>,
+    /// An IANA time-zone name such as `Europe/Berlin` or `UTC`.
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 /// `PATCH /users/:id`: any of these.

@@ -10,6 +10,7 @@ mod client;
 mod harness;
 
 mod admin_cli;
+mod analytics;
 mod apikeys;
 mod audit;
 mod auth;
@@ -24,6 +25,7 @@ mod messaging_hardening;
 mod notifications;
 mod ops;
 mod optimize;
+mod profile;
 mod stripe_support;
 mod stripe_webhooks;
 mod support;
