@@ -84,7 +84,7 @@ dev: build seed
 	echo "  Stripe tenant    owner@cedar.demo / $$DEMO_PASSWORD  (pro via Stripe; scripts/stripe_event.py signs test events)"; \
 	echo "  prompt tenant    owner@refinery.demo / $$DEMO_PASSWORD  (member@refinery.demo too; openai on the mock)"; \
 	echo "  near its quota   owner@littlelamp.demo / $$DEMO_PASSWORD  (free, 995 of 1000 optimisations used)"; \
-	echo "Mock upstream (demo workflows' provider, WhatsApp Graph API, OCR, Stripe, LLM providers): http://127.0.0.1:$(MOCK_PORT)"; \
+	echo "Mock upstream (demo workflows' provider, WhatsApp Graph API, OCR, Stripe, LLM providers, e-mail at /_calls/email): http://127.0.0.1:$(MOCK_PORT)"; \
 	echo ""
 	@python3 scripts/mock_upstream.py --port $(MOCK_PORT) > $(STATE)/mock-upstream.log 2>&1 & \
 	MOCK=$$!; trap 'kill $$MOCK 2>/dev/null' EXIT INT TERM; \

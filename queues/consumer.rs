@@ -172,6 +172,17 @@ async fn handle_job(env: &Env, holder: &Holder, body: &str) -> Result<Outcome> {
             event,
             attempt,
         } => {
+            // The event's in-app side, with its first delivery only (the retries are the
+            // callback's).
+            if *attempt == 1 {
+                match event.as_str() {
+                    "execution.failed" => callbacks::notify_failure(env, &cfg, subject_id).await,
+                    "optimize.batch.completed" => {
+                        crate::optimize::batches::notify_completion(env, &cfg, subject_id).await
+                    }
+                    _ => {}
+                }
+            }
             let delivered = if event.starts_with(BATCH_EVENT_PREFIX) {
                 crate::optimize::batches::deliver_callback(env, &cfg, subject_id, event).await
             } else {

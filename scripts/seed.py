@@ -110,6 +110,7 @@ def main():
     out.extend(shop_sql())
     out.extend(stripe_sql(env.get("STRIPE_PRICE_PRO") or "price_local_pro"))
     out.extend(optimize_sql())
+    out.extend(collaboration_sql())
     print("\n".join(out))
 
 
@@ -150,6 +151,60 @@ def optimization_row(oid, tenant, user, batch, provider, model, original, optimi
         f"{q(original)}, {q(optimized)}, {before}, {after}, {before - after}, {pct}, "
         f"{q(json.dumps(usage) if usage else None)}, {q(attempts)}, NULL, {q(at)});"
     )
+
+
+def collaboration_sql():
+    """The agency tenant works as a team: a "Design" team (the owner leads, the member is in it),
+    a pending invitation, a few notifications (one read), and a week of frontend analytics
+    events in five sessions."""
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    t, owner, member = "ten_demo_agency", "usr_demo_agency_owner", "usr_demo_agency_member"
+    at = iso(now - datetime.timedelta(days=6))
+    out = [
+        "INSERT OR IGNORE INTO teams (id, tenant_id, name, description, created_by, created_at, updated_at) VALUES "
+        f"('team_demo_design', {q(t)}, 'Design', 'Moodboards, logos and product shots', {q(owner)}, {q(at)}, {q(at)});",
+        "INSERT OR IGNORE INTO team_members (team_id, user_id, tenant_id, role, created_at) VALUES "
+        f"('team_demo_design', {q(owner)}, {q(t)}, 'lead', {q(at)}), ('team_demo_design', {q(member)}, {q(t)}, 'member', {q(at)});",
+    ]
+    # The token itself is not kept anywhere (a real one is only ever shown once); this one is
+    # a fixed stand-in whose hash cannot collide with a generated token.
+    token_hash = hashlib.sha256(b"seed-only-invitation-token").hexdigest()
+    expires = iso(now + datetime.timedelta(days=6))
+    out.append(
+        "INSERT OR IGNORE INTO invitations (id, tenant_id, email, role, team_ids, token_hash, status, invited_by, "
+        "expires_at, created_at, updated_at) VALUES "
+        f"('inv_demo_designer', {q(t)}, 'new.designer@northwind.demo', 'member', '[\"team_demo_design\"]', "
+        f"{q(token_hash)}, 'pending', {q(owner)}, {q(expires)}, {q(iso(now))}, {q(iso(now))});"
+    )
+    notes = [
+        ("ntf_demo_1", owner, "team.added", "You were added to Design", "You are a lead of the team Design.", "/teams/team_demo_design", 6, True),
+        ("ntf_demo_2", owner, "execution.failed", "Image Upscaler Pro failed", "Step upscale answered 500.", None, 2, False),
+        ("ntf_demo_3", owner, "usage.threshold", "80 % of this month's executions used", "Plan quota warning.", "/billing/usage", 1, False),
+        ("ntf_demo_4", member, "team.added", "You were added to Design", "You are a member of the team Design.", "/teams/team_demo_design", 6, False),
+    ]
+    for nid, user, kind, title, body, link, days, read in notes:
+        created = iso(now - datetime.timedelta(days=days))
+        out.append(
+            "INSERT OR IGNORE INTO notifications (id, tenant_id, user_id, type, title, body, link, read_at, created_at) VALUES "
+            f"({q(nid)}, {q(t)}, {q(user)}, {q(kind)}, {q(title)}, {q(body)}, {q(link)}, {q(created if read else None)}, {q(created)});"
+        )
+    events = []
+    names = ["page.view", "page.view", "workflow.opened", "execution.started", "page.view", "signup.cta"]
+    for sess in range(5):
+        start = now - datetime.timedelta(days=6 - sess, hours=3)
+        user = owner if sess % 2 == 0 else member
+        for i, name in enumerate(names[: 2 + sess % 4]):
+            occurred = start + datetime.timedelta(minutes=2 * i)
+            props = {"path": f"/app/{['dashboard', 'workflows', 'executions', 'billing'][i % 4]}", "plan": "premium_custom"}
+            events.append(
+                f"('evt_demo_{sess}_{i}', {q(t)}, {q(name)}, {q(user)}, 'ses_demo_{sess}', NULL, "
+                f"{q(json.dumps(props))}, {q(iso(occurred))}, {q(iso(occurred))})"
+            )
+    out.append(
+        "INSERT OR IGNORE INTO analytics_events (id, tenant_id, name, user_id, session_id, anonymous_id, properties, "
+        "occurred_at, received_at) VALUES " + ", ".join(events) + ";"
+    )
+    return out
 
 
 def optimize_sql():

@@ -575,7 +575,7 @@ async fn apply(env: &Env, cfg: &Config, db: &Db, ev: &EventRow, hold: &str) -> R
         }
         k if k.starts_with("invoice.") && stripe::HANDLED.contains(&k) => {
             match Invoice::from_object(&event.object) {
-                Ok(i) => invoice(db, &ev.id, hold, k, &i).await,
+                Ok(i) => invoice(env, cfg, db, &ev.id, hold, k, &i).await,
                 Err(why) => unusable(why).await,
             }
         }
@@ -797,7 +797,15 @@ async fn subscription(
     Ok(())
 }
 
-async fn invoice(db: &Db, event_id: &str, hold: &str, kind: &str, i: &Invoice) -> Result<()> {
+async fn invoice(
+    env: &Env,
+    cfg: &Config,
+    db: &Db,
+    event_id: &str,
+    hold: &str,
+    kind: &str,
+    i: &Invoice,
+) -> Result<()> {
     #[derive(Deserialize)]
     struct Current {
         tenant_id: String,
@@ -827,7 +835,7 @@ async fn invoice(db: &Db, event_id: &str, hold: &str, kind: &str, i: &Invoice) -
     let now = clock::rfc3339(clock::now_ms());
     let rank_new = PaymentStatus::sql_rank("excluded.status");
     let rank_old = PaymentStatus::sql_rank("payments.status");
-    db.batch(vec![
+    let changes = db.batch(vec![
             db.stmt(
                 &format!(
                     "INSERT INTO payments (id, tenant_id, stripe_invoice_id, stripe_customer_id, \
@@ -883,6 +891,26 @@ async fn invoice(db: &Db, event_id: &str, hold: &str, kind: &str, i: &Invoice) -
             )?,
         ])
         .await?;
+    let applied = changes.get(1).copied().unwrap_or(0) > 0;
+    if applied && p.status == PaymentStatus::Failed && status != Some(PaymentStatus::Failed) {
+        let amount = format!(
+            "{:.2} {}",
+            i.amount_due as f64 / 100.0,
+            i.currency.to_uppercase()
+        );
+        let notice = crate::notifications::Notice {
+            kind: crate::notifications::model::Kind::PaymentFailed,
+            title: "A payment failed".into(),
+            body: format!(
+                "Stripe could not collect {amount}; update the payment method to keep the plan."
+            ),
+            link: Some("/billing".into()),
+            data: Some(
+                serde_json::json!({"invoice": i.id, "number": i.number, "amount_due": i.amount_due, "currency": i.currency}),
+            ),
+        };
+        crate::notifications::tell_admins(env, cfg, db, &p.tenant_id, notice).await;
+    }
     Ok(())
 }
 

@@ -378,6 +378,23 @@ pub async fn charge_parts(
             ),
         ));
     }
+    if let Some(t) = consumed.crossed.iter().max() {
+        // The meter reports each threshold once per period and metric.
+        let limit = consumed.limit.unwrap_or_default();
+        let notice = crate::notifications::Notice {
+            kind: crate::notifications::model::Kind::UsageThreshold,
+            title: format!("{t} % of this month's {metric} used"),
+            body: format!(
+                "{} of {limit} {metric} are used this month ({period}).",
+                consumed.used
+            ),
+            link: Some("/billing/usage".into()),
+            data: Some(
+                json!({"metric": metric, "threshold": t, "used": consumed.used, "limit": limit, "period": period}),
+            ),
+        };
+        crate::notifications::tell_admins(&cx.env, &cx.config, db, tenant_id, notice).await;
+    }
     Ok(Charge {
         tenant_id: tenant_id.to_string(),
         metric,

@@ -5,7 +5,8 @@
 //! Unconfigured (no URL or key), rows are stored `skipped` and nothing is sent.
 //!
 //! Templates are text and HTML with every variable HTML-escaped in the HTML part; links are
-//! made from `APP_BASE_URL`. A send whose worker died mid-call is not repeated (the provider
+//! made from `APP_BASE_URL`. A link that carries a secret (an invitation's `accept_url`) is
+//! removed from the row once the message is sent or failed. A send whose worker died mid-call is not repeated (the provider
 //! has no idempotency key): the redelivery finds the row `sending` and fails it as unconfirmed.
 
 use std::time::Duration;
@@ -201,6 +202,13 @@ pub fn stage(
     let id = ids::new_id("eml");
     let now = clock::rfc3339(now_ms);
     let status = if configured(cfg) { "queued" } else { "skipped" };
+    // A skipped message is never rendered: its secret link is not kept either.
+    let mut variables = msg.variables.clone();
+    if status == "skipped" {
+        if let Some(v) = variables.as_object_mut() {
+            v.remove("accept_url");
+        }
+    }
     let mut stmts = vec![db.stmt(
         "INSERT INTO email_outbox (id, tenant_id, to_email, template, variables, status, created_at, updated_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
@@ -209,7 +217,7 @@ pub fn stage(
             msg.tenant_id.clone(),
             msg.to.as_str(),
             msg.template.as_str(),
-            msg.variables.to_string(),
+            variables.to_string(),
             status,
             now.as_str()
         ],
@@ -354,7 +362,8 @@ async fn finish(
         Ok(()) => {
             db.run(
                 &format!(
-                    "UPDATE email_outbox SET status = 'sent', sent_at = ?4, updated_at = ?4, error = NULL, {} WHERE {held}",
+                    "UPDATE email_outbox SET status = 'sent', sent_at = ?4, updated_at = ?4, error = NULL, \
+                     variables = json_remove(variables, '$.accept_url'), {} WHERE {held}",
                     lease::SQL_RELEASE
                 ),
                 &with(&args![now.as_str()]),
@@ -400,7 +409,8 @@ async fn finish(
                 .batch(vec![
                     db.stmt(
                         &format!(
-                            "UPDATE email_outbox SET status = 'failed', error = ?4, updated_at = ?5, {} WHERE {held}",
+                            "UPDATE email_outbox SET status = 'failed', error = ?4, updated_at = ?5, \
+                             variables = json_remove(variables, '$.accept_url'), {} WHERE {held}",
                             lease::SQL_RELEASE
                         ),
                         &with(&args![error.as_str(), now.as_str()]),

@@ -337,6 +337,19 @@ async fn update(cx: Ctx) -> Result<Reply> {
     result?;
     let updated = store::conversation(&db, tenant_id, &current.id).await?;
     live::publish(&cx.env, &updated.id, "conversation.updated", &updated).await;
+    let caller = cx.principal()?.user_id.clone();
+    if let Some(to) =
+        assignee.filter(|a| current.assigned_to.as_ref() != Some(a) && caller.as_ref() != Some(a))
+    {
+        let notice = crate::notifications::Notice {
+            kind: crate::notifications::model::Kind::ConversationAssigned,
+            title: "A conversation was assigned to you".into(),
+            body: format!("Conversation {} is yours now.", updated.id),
+            link: Some(format!("/conversations/{}", updated.id)),
+            data: Some(json!({"conversation_id": updated.id})),
+        };
+        crate::notifications::tell(&cx.env, &cx.config, &db, tenant_id, &[to], notice).await;
+    }
     Reply::ok(&updated)
 }
 

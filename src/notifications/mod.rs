@@ -36,7 +36,7 @@ use crate::platform::db::{Arg, Db, Filter};
 use crate::platform::error::{AppError, Result};
 
 use model::{Audience, BroadcastTo, Channels, Kind, Preference, PreferencePatch};
-pub use notify::{notify, tell, Notice};
+pub use notify::{notify, tell, tell_admins, Notice};
 
 const LIST_QUERY: [QueryDoc; 4] = [
     PAGING[0],

@@ -220,6 +220,33 @@ pub async fn notify(
     Ok(staged.reached())
 }
 
+/// The active owners and admins of a tenant (who hear of payments and usage).
+pub async fn admins(db: &Db, tenant_id: &str) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: String,
+    }
+    let rows: Vec<Id> = db
+        .all(
+            "SELECT id FROM users WHERE tenant_id = ?1 AND status = 'active' \
+             AND role IN ('owner', 'admin') ORDER BY created_at LIMIT 1000",
+            &crate::args![tenant_id],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// `tell` the tenant's owners and admins.
+pub async fn tell_admins(env: &Env, cfg: &Config, db: &Db, tenant_id: &str, n: Notice) {
+    match admins(db, tenant_id).await {
+        Ok(ids) => tell(env, cfg, db, tenant_id, &ids, n).await,
+        Err(e) => worker::console_error!(
+            "{}",
+            serde_json::json!({"level": "error", "event": "notify_failed", "type": n.kind.as_str(), "error": e.to_string()})
+        ),
+    }
+}
+
 /// `notify` after a change already committed (an acceptance, a failed run): a failure is
 /// logged, never raised, because the change stands either way.
 pub async fn tell(

@@ -1074,6 +1074,30 @@ pub async fn deliver_callback(
     .await
 }
 
+/// Tells the batch's author it completed (once, with the event's first delivery).
+pub async fn notify_completion(env: &Env, cfg: &Config, batch_id: &str) {
+    let Ok(db) = Db::from_env(env) else { return };
+    let Ok(Some(row)) = by_id(&db, batch_id).await else {
+        return;
+    };
+    let tenant_id = row.tenant_id.clone();
+    let b: OptimizeBatch = row.into();
+    let Some(user) = b.user_id.clone() else {
+        return;
+    };
+    let notice = crate::notifications::Notice {
+        kind: crate::notifications::model::Kind::OptimizeBatchCompleted,
+        title: "A prompt batch completed".into(),
+        body: format!(
+            "{} of {} prompts optimised, {} failed.",
+            b.succeeded, b.total, b.failed
+        ),
+        link: Some(format!("/optimize/batch/{batch_id}")),
+        data: Some(json!({"batch_id": batch_id, "succeeded": b.succeeded, "failed": b.failed})),
+    };
+    crate::notifications::tell(env, cfg, &db, &tenant_id, &[user], notice).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

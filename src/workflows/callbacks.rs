@@ -42,3 +42,40 @@ pub async fn deliver(
     )
     .await
 }
+
+/// Tells the user who started a failed execution (once, with the event's first delivery).
+pub async fn notify_failure(env: &Env, cfg: &Config, execution_id: &str) {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        tenant_id: String,
+        created_by: Option<String>,
+        workflow_name: String,
+        error_message: Option<String>,
+    }
+    let Ok(db) = Db::from_env(env) else { return };
+    let row: Option<Row> = db
+        .one(
+            "SELECT e.tenant_id, e.created_by, w.name AS workflow_name, e.error_message \
+             FROM executions e JOIN workflows w ON w.id = e.workflow_id WHERE e.id = ?1",
+            &crate::args![execution_id],
+        )
+        .await
+        .unwrap_or(None);
+    let Some(Row {
+        tenant_id,
+        created_by: Some(user),
+        workflow_name,
+        error_message,
+    }) = row
+    else {
+        return;
+    };
+    let notice = crate::notifications::Notice {
+        kind: crate::notifications::model::Kind::ExecutionFailed,
+        title: format!("{workflow_name} failed"),
+        body: error_message.unwrap_or_else(|| "The execution failed.".into()),
+        link: Some(format!("/executions/{execution_id}")),
+        data: Some(serde_json::json!({"execution_id": execution_id})),
+    };
+    crate::notifications::tell(env, cfg, &db, &tenant_id, &[user], notice).await;
+}

@@ -23,6 +23,7 @@ mod media;
 mod messaging;
 mod messaging_hardening;
 mod notifications;
+mod notify_hooks;
 mod ops;
 mod optimize;
 mod profile;
