@@ -371,7 +371,7 @@ pub fn outcome(
         tokens_before: before,
         tokens_after: after,
         tokens_saved: before - after,
-        savings_percent: tokens::savings_percent(before, after),
+        savings_percent: tokens::savings_percent(before.into(), after.into()),
         optimized_text: result.text,
         provider_usage: result.usage,
         attempts: result.attempts,
@@ -609,14 +609,6 @@ struct StatsRow {
     tokens_saved: Option<i64>,
 }
 
-fn percent(saved: u64, before: u64) -> f64 {
-    if before == 0 {
-        0.0
-    } else {
-        (saved as f64 * 1000.0 / before as f64).round() / 10.0
-    }
-}
-
 impl From<StatsRow> for StatsBucket {
     fn from(r: StatsRow) -> StatsBucket {
         let before = r.tokens_before.unwrap_or(0).max(0) as u64;
@@ -626,7 +618,7 @@ impl From<StatsRow> for StatsBucket {
             requests: r.requests.max(0) as u64,
             tokens_before: before,
             tokens_saved: saved,
-            savings_percent: percent(saved, before),
+            savings_percent: tokens::savings_percent(before, before.saturating_sub(saved)),
         }
     }
 }
@@ -695,7 +687,7 @@ async fn stats(cx: Ctx) -> Result<Reply> {
         tokens_before: before,
         tokens_after: after,
         tokens_saved: saved,
-        savings_percent: percent(saved, before),
+        savings_percent: tokens::savings_percent(before, before.saturating_sub(saved)),
         by_provider: rows(1)?.into_iter().map(Into::into).collect(),
         by_day: rows(2)?.into_iter().map(Into::into).collect(),
     })
@@ -715,9 +707,10 @@ mod tests {
     }
 
     #[test]
-    fn percentages_round_to_one_decimal() {
-        assert_eq!(percent(1, 3), 33.3);
-        assert_eq!(percent(0, 0), 0.0);
-        assert_eq!(percent(5, 10), 50.0);
+    fn stats_percentages_round_to_one_decimal() {
+        // Stats give the estimator's rule sums of tokens saved: 1 of 3, none of none, 5 of 10.
+        assert_eq!(tokens::savings_percent(3, 3 - 1), 33.3);
+        assert_eq!(tokens::savings_percent(0, 0), 0.0);
+        assert_eq!(tokens::savings_percent(10, 10 - 5), 50.0);
     }
 }

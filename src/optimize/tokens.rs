@@ -33,11 +33,12 @@ pub fn estimate(text: &str) -> u32 {
 
 /// The share of tokens saved, in percent rounded to one decimal. 0.0 when there was nothing
 /// to save (`before` is 0) or nothing was saved (`after >= before`), so it is never negative.
-pub fn savings_percent(before: u32, after: u32) -> f64 {
+/// Takes `u64` so sums over many optimisations (stats) use it too.
+pub fn savings_percent(before: u64, after: u64) -> f64 {
     if before == 0 || after >= before {
         return 0.0;
     }
-    let saved = f64::from(before - after) / f64::from(before) * 100.0;
+    let saved = (before - after) as f64 / before as f64 * 100.0;
     (saved * 10.0).round() / 10.0
 }
 
