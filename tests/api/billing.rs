@@ -38,7 +38,7 @@ async fn executions_this_month(owner: &Session, wf: &str, n: u32) {
     .await;
 }
 
-async fn usage(s: &Session) -> Value {
+pub async fn usage(s: &Session) -> Value {
     get("/api/v1/billing/usage")
         .token(&s.access)
         .send()
@@ -48,7 +48,8 @@ async fn usage(s: &Session) -> Value {
         .clone()
 }
 
-async fn set_tenant(tenant_id: &str, body: Value) -> Resp {
+/// The platform admin's `PATCH /admin/tenants/:id` (a plan change applies from the next request).
+pub async fn set_tenant(tenant_id: &str, body: Value) -> Resp {
     let admin = admin().await;
     patch(&format!("/api/v1/admin/tenants/{tenant_id}"))
         .token(&admin.access)

@@ -5,34 +5,20 @@
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
+use crate::billing::set_tenant;
 use crate::client::*;
-use crate::messaging::{change, connected_inbox, deliver, post_of, text_message};
+use crate::messaging::{change, connected_inbox, deliver, poll, post_of, text_message};
 use crate::stripe_support::{applied, stripe_event};
 use crate::workflows::{deployed, execute, mock_url};
 
 /// Waits until `s` has a notification of `kind` and returns it.
 async fn notified(s: &Session, kind: &str, secs: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let r = get(&format!("/api/v1/notifications?type={kind}"))
-            .token(&s.access)
-            .send()
-            .await;
-        if r.status == 429 {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            continue;
-        }
-        let r = r.expect(200);
-        if let Some(n) = r.data().as_array().and_then(|a| a.first()) {
-            return n.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {kind} notification: {}",
-            r.text
-        );
-        tokio::time::sleep(Duration::from_millis(400)).await;
-    }
+    let path = format!("/api/v1/notifications?type={kind}");
+    poll(&s.access, &path, secs, |d| {
+        d.as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await[0]
+        .clone()
 }
 
 async fn count(s: &Session, kind: &str) -> usize {
@@ -126,15 +112,12 @@ async fn a_completed_batch_tells_its_author() {
 #[tokio::test]
 async fn crossing_a_usage_threshold_tells_the_admins_once() {
     let owner = register().await;
-    let admin = admin().await;
-    patch(&format!("/api/v1/admin/tenants/{}", owner.tenant_id))
-        .token(&admin.access)
-        .json(json!({"plan": "premium_custom", "quota_overrides": {"optimizations": 5}}))
-        .send()
-        .await
-        .expect(200);
-    let fresh = login(&owner.email, &owner.password).await.expect(200);
-    let owner = session_from(fresh.data(), &owner.email, &owner.password);
+    set_tenant(
+        &owner.tenant_id,
+        json!({"plan": "premium_custom", "quota_overrides": {"optimizations": 5}}),
+    )
+    .await
+    .expect(200);
     let member = add_user(&owner, "member").await;
     for _ in 0..4 {
         post("/api/v1/optimize")

@@ -7,9 +7,10 @@ use futures::future::join_all;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
+use crate::billing::{set_tenant, usage};
 use crate::client::*;
 use crate::harness::server;
-use crate::workflows::{mock_calls, mock_url};
+use crate::workflows::{mock_calls, mock_url, verified_event};
 
 pub const OPENAI_KEY: &str = "sk-test-openai-7f3a9c2e41d8b6f0Q1w2";
 const ANTHROPIC_KEY: &str = "sk-ant-test-4b8e1d0c9a7f3e2d5c6b";
@@ -42,25 +43,11 @@ async fn llm_calls(provider: &str, marker: &str) -> Vec<Value> {
         .collect()
 }
 
-async fn set_tenant(tenant_id: &str, body: Value) {
-    let admin = admin().await;
-    patch(&format!("/api/v1/admin/tenants/{tenant_id}"))
-        .token(&admin.access)
-        .json(body)
-        .send()
-        .await
-        .expect(200);
-}
-
 async fn optimizations_used(s: &Session) -> u64 {
-    let r = get("/api/v1/billing/usage")
-        .token(&s.access)
-        .send()
-        .await
-        .expect(200);
-    r.data()["metrics"]["optimizations"]["used"]
+    let u = usage(s).await;
+    u["metrics"]["optimizations"]["used"]
         .as_u64()
-        .unwrap_or_else(|| panic!("usage: {}", r.text))
+        .unwrap_or_else(|| panic!("usage: {u}"))
 }
 
 fn text_with(marker: &str) -> String {
@@ -664,9 +651,8 @@ async fn five_concurrent_calls_with_three_units_left_get_three_201s_and_two_402s
         &owner.tenant_id,
         json!({"plan": "premium_custom", "quota_overrides": {"optimizations": 3}}),
     )
-    .await;
-    let fresh = login(&owner.email, &owner.password).await.expect(200);
-    let owner = session_from(fresh.data(), &owner.email, &owner.password);
+    .await
+    .expect(200);
     let results = exclusive(join_all((0..5).map(|i| {
         let owner = owner.clone();
         async move {
@@ -836,20 +822,6 @@ async fn until_done(s: &Session, id: &str, secs: u64) -> Value {
     }
 }
 
-fn verify_signature(secret: &str, call: &Value) -> Value {
-    use hmac::Mac;
-    let body = call["body"].as_str().unwrap();
-    let sig = call["headers"]["x-tenantry-signature"].as_str().unwrap();
-    let (t, v1) = sig
-        .strip_prefix("t=")
-        .and_then(|rest| rest.split_once(",v1="))
-        .expect("t=…,v1=…");
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("{t}.{body}").as_bytes());
-    assert_eq!(v1, hex::encode(mac.finalize().into_bytes()));
-    serde_json::from_str(body).unwrap()
-}
-
 async fn callback_secret(owner: &Session, key: &str) -> String {
     patch("/api/v1/settings")
         .token(&owner.access)
@@ -871,7 +843,9 @@ async fn callback_secret(owner: &Session, key: &str) -> String {
 #[tokio::test]
 async fn a_fifty_item_batch_completes_with_progress_and_a_signed_callback() {
     let owner = register().await;
-    set_tenant(&owner.tenant_id, json!({"plan": "pro"})).await;
+    set_tenant(&owner.tenant_id, json!({"plan": "pro"}))
+        .await
+        .expect(200);
     put_provider(&owner, "openai", json!({"api_key": OPENAI_KEY}))
         .await
         .expect(200);
@@ -923,7 +897,7 @@ async fn a_fifty_item_batch_completes_with_progress_and_a_signed_callback() {
         assert!(Instant::now() < deadline, "no callback arrived");
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
-    let event = verify_signature(&secret, &call);
+    let event = verified_event(&secret, &call);
     assert_eq!(event["type"], "optimize.batch.completed");
     assert_eq!(event["data"]["id"], id.as_str());
     assert_eq!(event["data"]["succeeded"], 50);
@@ -1034,7 +1008,9 @@ async fn a_batch_item_that_keeps_failing_fails_once_refunded_with_a_dead_letter(
 #[tokio::test]
 async fn cancelling_a_batch_refunds_its_queued_items() {
     let owner = register().await;
-    set_tenant(&owner.tenant_id, json!({"plan": "starter"})).await;
+    set_tenant(&owner.tenant_id, json!({"plan": "starter"}))
+        .await
+        .expect(200);
     put_provider(&owner, "openai", json!({"api_key": OPENAI_KEY}))
         .await
         .expect(200);
@@ -1118,9 +1094,8 @@ async fn batches_check_their_items_the_plan_and_the_allowance() {
         &owner.tenant_id,
         json!({"plan": "premium_custom", "quota_overrides": {"optimizations": 5}}),
     )
-    .await;
-    let fresh = login(&owner.email, &owner.password).await.expect(200);
-    let owner = session_from(fresh.data(), &owner.email, &owner.password);
+    .await
+    .expect(200);
     let six: Vec<Value> = (0..6)
         .map(|i| json!({"text": format!("Item {i}, please.")}))
         .collect();
@@ -1146,9 +1121,8 @@ async fn at_the_plan_limit_the_next_call_is_402_and_usage_shows_exactly_the_limi
         &owner.tenant_id,
         json!({"plan": "premium_custom", "quota_overrides": {"optimizations": 2}}),
     )
-    .await;
-    let fresh = login(&owner.email, &owner.password).await.expect(200);
-    let owner = session_from(fresh.data(), &owner.email, &owner.password);
+    .await
+    .expect(200);
     for _ in 0..2 {
         optimize(&owner, json!({"text": "Please write a very short line."}))
             .await

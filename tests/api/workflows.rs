@@ -15,6 +15,22 @@ pub async fn mock_calls(key: &str) -> Vec<Value> {
     body["calls"].as_array().cloned().unwrap_or_default()
 }
 
+/// The event a recorded callback carried, after checking its `X-Tenantry-Signature`
+/// (`t=…,v1=HMAC-SHA256(secret, "t.body")`) against the tenant's callback secret.
+pub fn verified_event(secret: &str, call: &Value) -> Value {
+    use hmac::Mac;
+    let body = call["body"].as_str().unwrap();
+    let sig = call["headers"]["x-tenantry-signature"].as_str().unwrap();
+    let (t, v1) = sig
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split_once(",v1="))
+        .expect("t=…,v1=…");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    assert_eq!(v1, hex::encode(mac.finalize().into_bytes()));
+    serde_json::from_str(body).unwrap()
+}
+
 pub fn mock_url(path: &str) -> String {
     format!("{}{path}", server().mock)
 }
@@ -400,17 +416,7 @@ async fn the_callback_receiver_gets_a_correctly_signed_event() {
         assert!(Instant::now() < deadline, "no callback arrived");
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let body = call["body"].as_str().unwrap();
-    let sig = call["headers"]["x-tenantry-signature"].as_str().unwrap();
-    let (t, v1) = sig
-        .strip_prefix("t=")
-        .and_then(|rest| rest.split_once(",v1="))
-        .expect("t=…,v1=…");
-    use hmac::Mac;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("{t}.{body}").as_bytes());
-    assert_eq!(v1, hex::encode(mac.finalize().into_bytes()));
-    let event: Value = serde_json::from_str(body).unwrap();
+    let event = verified_event(&secret, &call);
     assert_eq!(event["type"], "execution.completed");
     assert!(event["id"].as_str().unwrap().starts_with("evt_"));
     assert_eq!(event["data"]["id"], id.as_str());
