@@ -15,6 +15,7 @@ pub mod docs;
 pub mod email;
 pub mod health;
 pub mod http;
+pub mod inventory;
 pub mod maintenance;
 pub mod media;
 pub mod messaging;

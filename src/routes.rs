@@ -28,6 +28,7 @@ pub fn all() -> Vec<Route> {
     routes.extend(crate::messaging::routes());
     routes.extend(crate::media::routes());
     routes.extend(crate::products::routes());
+    routes.extend(crate::inventory::routes());
     routes.extend(crate::billing::routes());
     routes.extend(crate::optimize::routes());
     routes.extend(crate::profile::routes());

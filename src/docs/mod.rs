@@ -67,6 +67,11 @@ fn component_schemas() -> Vec<(String, Value)> {
         LimitsView, MetricUsage, MonthlyUsage, PlanList, PlanView, TenantUsage, Usage, UsageMetrics,
     };
     use crate::health::{Health, HealthChecks};
+    use crate::inventory::model::MovementKind;
+    use crate::inventory::{
+        Category, CategoryStock, CreateMovement, CurrencyTotal, InventorySummary, Movement,
+        RecordedMovement, RenameCategory, RenamedCategory,
+    };
     use crate::media::candidates::Candidate;
     use crate::media::job_state::{JobKind, JobStatus};
     use crate::media::jobs::{JobResult, MediaJob, ProcessMedia};
@@ -229,6 +234,16 @@ fn component_schemas() -> Vec<(String, Value)> {
         CreateProduct,
         UpdateProduct,
         FromCandidates,
+        MovementKind,
+        CreateMovement,
+        Movement,
+        RecordedMovement,
+        CategoryStock,
+        CurrencyTotal,
+        InventorySummary,
+        Category,
+        RenameCategory,
+        RenamedCategory,
         CreateUpload,
         Upload,
         PaymentStatus,

@@ -30,13 +30,16 @@ pub enum Kind {
     UsageThreshold,
     #[serde(rename = "conversation.assigned")]
     ConversationAssigned,
+    /// A product's stock reached its reorder level (once per crossing).
+    #[serde(rename = "inventory.low_stock")]
+    InventoryLowStock,
     /// Sent by a tenant admin with `POST /notifications`.
     #[serde(rename = "broadcast")]
     Broadcast,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::InvitationAccepted,
         Kind::TeamAdded,
         Kind::ExecutionFailed,
@@ -44,10 +47,11 @@ impl Kind {
         Kind::PaymentFailed,
         Kind::UsageThreshold,
         Kind::ConversationAssigned,
+        Kind::InventoryLowStock,
         Kind::Broadcast,
     ];
 
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "invitation.accepted",
         "team.added",
         "execution.failed",
@@ -55,6 +59,7 @@ impl Kind {
         "payment.failed",
         "usage.threshold",
         "conversation.assigned",
+        "inventory.low_stock",
         "broadcast",
     ];
 
@@ -67,6 +72,7 @@ impl Kind {
             Kind::PaymentFailed => "payment.failed",
             Kind::UsageThreshold => "usage.threshold",
             Kind::ConversationAssigned => "conversation.assigned",
+            Kind::InventoryLowStock => "inventory.low_stock",
             Kind::Broadcast => "broadcast",
         }
     }

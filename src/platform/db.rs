@@ -146,7 +146,8 @@ pub fn first_row<T: DeserializeOwned>(result: &D1Result) -> Result<Option<T>> {
     Ok(result.results::<T>().map_err(map_err)?.into_iter().next())
 }
 
-fn changes(result: &worker::D1Result) -> u64 {
+/// The number of rows a statement's result says it changed (of `read_batch` results too).
+pub fn changes(result: &worker::D1Result) -> u64 {
     result
         .meta()
         .ok()

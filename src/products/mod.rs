@@ -14,9 +14,11 @@ use crate::http::json::{self as j, Checks};
 use crate::http::pagination::PAGING;
 use crate::http::reply::Reply;
 use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
+use crate::inventory::model::{self as inv, Change, MovementKind, MAX_QUANTITY};
+use crate::inventory::stock::{self, LowStock, NewMovement};
 use crate::media;
 use crate::media::job_state::JobStatus;
-use crate::platform::db::{like_pattern, Arg, Db, Filter};
+use crate::platform::db::{first_row, like_pattern, Arg, Db, Filter};
 use crate::platform::error::{AppError, Result};
 use crate::platform::ids;
 
@@ -81,6 +83,8 @@ pub struct Product {
     /// ISO 4217.
     pub currency: String,
     pub quantity: i64,
+    /// At or below this quantity the product is low on stock (`null`: no level).
+    pub reorder_level: Option<i64>,
     pub category: Option<String>,
     #[schema(value_type = Object)]
     pub attributes: Value,
@@ -113,6 +117,9 @@ pub struct CreateProduct {
     pub currency: String,
     #[schema(minimum = 0, maximum = 1000000000)]
     pub quantity: Option<i64>,
+    /// At or below this quantity the tenant's admins are told, once per crossing.
+    #[schema(minimum = 0, maximum = 1000000000)]
+    pub reorder_level: Option<i64>,
     pub category: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub attributes: Option<Value>,
@@ -136,8 +143,13 @@ pub struct UpdateProduct {
     /// ISO 4217.
     #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
+    /// The counted stock: recorded as an `adjustment` movement of the difference.
     #[schema(minimum = 0, maximum = 1000000000)]
     pub quantity: Option<i64>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "j::double_option")]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1000000000)]
+    pub reorder_level: Option<Option<i64>>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "j::double_option")]
     #[schema(value_type = Option<String>)]
@@ -161,14 +173,16 @@ pub struct FromCandidates {
     pub candidates: Vec<usize>,
 }
 
+/// A product as stored (read with `COLUMNS`).
 #[derive(Deserialize)]
-struct Row {
+pub struct Row {
     id: String,
     name: String,
     sku: String,
     price: i64,
     currency: String,
     quantity: i64,
+    reorder_level: Option<i64>,
     category: Option<String>,
     attributes: String,
     status: String,
@@ -187,6 +201,7 @@ impl From<Row> for Product {
             price: r.price,
             currency: r.currency,
             quantity: r.quantity,
+            reorder_level: r.reorder_level,
             category: r.category,
             attributes: serde_json::from_str(&r.attributes).unwrap_or(json!({})),
             status: r.status,
@@ -198,11 +213,11 @@ impl From<Row> for Product {
     }
 }
 
-const COLUMNS: &str = "products.id, products.name, products.sku, products.price, products.currency, \
-     products.quantity, products.category, products.attributes, products.status, products.media_ids, \
+pub const COLUMNS: &str = "products.id, products.name, products.sku, products.price, products.currency, \
+     products.quantity, products.reorder_level, products.category, products.attributes, products.status, products.media_ids, \
      products.source_job_id, products.created_at, products.updated_at";
 
-async fn find(db: &Db, tenant_id: &str, id: &str) -> Result<Product> {
+pub async fn find(db: &Db, tenant_id: &str, id: &str) -> Result<Product> {
     let row: Row = db
         .one(
             &format!(
@@ -237,6 +252,7 @@ struct Fields {
     price: i64,
     currency: String,
     quantity: i64,
+    reorder_level: Option<i64>,
     category: Option<String>,
     attributes: Map<String, Value>,
     status: String,
@@ -256,14 +272,14 @@ fn check(f: &Fields, checks: &mut Checks) {
     if !CURRENCIES.contains(&f.currency.as_str()) {
         checks.add("currency", "must be an ISO 4217 code like EUR or USD");
     }
-    if !(0..=1_000_000_000).contains(&f.quantity) {
-        checks.add("quantity", "must be between 0 and 1000000000");
+    if !(0..=MAX_QUANTITY).contains(&f.quantity) {
+        checks.add("quantity", format!("must be between 0 and {MAX_QUANTITY}"));
     }
-    if f.category
-        .as_ref()
-        .is_some_and(|c| c.trim().is_empty() || c.chars().count() > 100)
-    {
-        checks.add("category", "must be 1–100 characters");
+    if let Some(Err(m)) = f.reorder_level.map(inv::reorder_level) {
+        checks.add("reorder_level", m);
+    }
+    if let Some(Err(m)) = f.category.as_deref().map(inv::category) {
+        checks.add("category", m);
     }
     if Value::Object(f.attributes.clone()).to_string().len() > 16 * 1024 {
         checks.add("attributes", "must be at most 16 KB");
@@ -337,8 +353,9 @@ async fn insert(
     let id = ids::new_id("prd");
     let stmt = db.stmt(
         "INSERT INTO products (id, tenant_id, name, sku, price, currency, quantity, category, \
-         attributes, status, media_ids, source_job_id, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
+         attributes, status, media_ids, source_job_id, created_at, updated_at, reorder_level, \
+         low_stock_alerted) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15)",
         &args![
             id.as_str(),
             cx.tenant_id()?,
@@ -347,12 +364,16 @@ async fn insert(
             f.price,
             f.currency.as_str(),
             f.quantity,
-            f.category.clone(),
+            f.category.as_deref().map(str::trim),
             Value::Object(f.attributes.clone()).to_string(),
             f.status.as_str(),
             serde_json::to_string(&f.media_ids)?,
             source_job.map(str::to_string),
-            cx.now()
+            cx.now(),
+            f.reorder_level,
+            // Nothing crossed yet: a product made low on stock starts as told, and alerts
+            // after a receipt takes it above its level and a movement brings it back.
+            inv::is_low(f.quantity, f.reorder_level)
         ],
     )?;
     Ok((id, stmt))
@@ -368,6 +389,7 @@ async fn create(cx: Ctx) -> Result<Reply> {
         price: body.price,
         currency: body.currency,
         quantity: body.quantity.unwrap_or(0),
+        reorder_level: body.reorder_level,
         category: body.category,
         attributes: attributes.unwrap_or_default(),
         status: body.status.unwrap_or_else(|| "draft".into()),
@@ -408,6 +430,7 @@ async fn update(cx: Ctx) -> Result<Reply> {
         price: body.price.unwrap_or(current.price),
         currency: body.currency.unwrap_or(current.currency),
         quantity: body.quantity.unwrap_or(current.quantity),
+        reorder_level: body.reorder_level.unwrap_or(current.reorder_level),
         category: body.category.unwrap_or(current.category),
         attributes: attributes.unwrap_or_default(),
         status: body.status.unwrap_or(current.status),
@@ -416,33 +439,84 @@ async fn update(cx: Ctx) -> Result<Reply> {
     check(&f, &mut checks);
     checks.finish()?;
     check_media(&db, tenant_id, &f.media_ids).await?;
-    db.batch(vec![
-        db.stmt(
-            "UPDATE products SET name = ?3, sku = ?4, price = ?5, currency = ?6, quantity = ?7, \
-             category = ?8, attributes = ?9, status = ?10, media_ids = ?11, updated_at = ?12 \
-             WHERE id = ?1 AND tenant_id = ?2",
-            &args![
-                current.id.as_str(),
-                tenant_id,
-                f.name.trim(),
-                f.sku.trim(),
-                f.price,
-                f.currency.as_str(),
-                f.quantity,
-                f.category.clone(),
-                Value::Object(f.attributes.clone()).to_string(),
-                f.status.as_str(),
-                serde_json::to_string(&f.media_ids)?,
-                cx.now()
-            ],
-        )?,
+    let id = current.id.as_str();
+    let mut stmts = Vec::new();
+    // A new quantity is a stock change like any other: an adjustment movement of the
+    // difference, decided against the row as it is when the batch runs (a sale in between
+    // is kept in the difference, not overwritten).
+    let adjusted = body.quantity.is_some();
+    if let Some(target) = body.quantity {
+        let m = NewMovement {
+            id: ids::ordered_id("mov", cx.now_ms),
+            kind: MovementKind::Adjustment,
+            change: Change::To(target),
+            reason: None,
+            reference: None,
+            user_id: stock::recorded_by(&cx)?,
+            created_at: cx.now(),
+        };
+        stmts.extend(stock::apply(&db, tenant_id, id, &m)?);
+    }
+    stmts.push(db.stmt(
+        "UPDATE products SET name = ?3, sku = ?4, price = ?5, currency = ?6, reorder_level = ?7, \
+         category = ?8, attributes = ?9, status = ?10, media_ids = ?11, updated_at = ?12 \
+         WHERE id = ?1 AND tenant_id = ?2",
+        &args![
+            id,
+            tenant_id,
+            f.name.trim(),
+            f.sku.trim(),
+            f.price,
+            f.currency.as_str(),
+            f.reorder_level,
+            f.category.as_deref().map(str::trim),
+            Value::Object(f.attributes.clone()).to_string(),
+            f.status.as_str(),
+            serde_json::to_string(&f.media_ids)?,
+            cx.now()
+        ],
+    )?);
+    let flag_at = stmts.len();
+    stmts.push(stock::flag(&db, tenant_id, id)?);
+    stmts.push(
         audit::entry(&cx, "product.updated")
-            .target("product", current.id.as_str())
+            .target("product", id)
+            .meta(json!({"quantity": body.quantity, "adjusted": adjusted}))
             .stmt(&db)?,
-    ])
-    .await
-    .map_err(sku_conflict)?;
-    Reply::ok(&find(&db, tenant_id, &current.id).await?)
+    );
+    stmts.push(db.stmt(
+        &format!(
+            "SELECT {COLUMNS} FROM products WHERE products.id = ?1 AND products.tenant_id = ?2"
+        ),
+        &args![id, tenant_id],
+    )?);
+    let results = db.read_batch(stmts).await.map_err(sku_conflict)?;
+    let p: Product = results
+        .last()
+        .map(first_row::<Row>)
+        .transpose()?
+        .flatten()
+        .ok_or(AppError::NotFound)?
+        .into();
+    if stock::raised(&results[flag_at])? {
+        low_stock_alert(&cx, &db, tenant_id, &p).await;
+    }
+    Reply::ok(&p)
+}
+
+/// Tells the tenant's admins that `p` reached its reorder level (the flag flipped in the
+/// request's batch, so once per crossing).
+pub async fn low_stock_alert(cx: &Ctx, db: &Db, tenant_id: &str, p: &Product) {
+    if let Some(level) = p.reorder_level {
+        let low = LowStock {
+            product_id: &p.id,
+            name: &p.name,
+            sku: &p.sku,
+            quantity: p.quantity,
+            reorder_level: level,
+        };
+        stock::alert(cx, db, tenant_id, &low).await;
+    }
 }
 
 async fn remove(cx: Ctx) -> Result<Reply> {
@@ -515,6 +589,7 @@ async fn from_candidates(cx: Ctx) -> Result<Reply> {
                 "EUR".into()
             },
             quantity: c.quantity.unwrap_or(0),
+            reorder_level: None,
             category: None,
             attributes,
             status: "draft".into(),
