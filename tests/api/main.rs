@@ -19,6 +19,7 @@ mod billing_stripe;
 mod conventions;
 mod egress;
 mod gate;
+mod inventory;
 mod media;
 mod messaging;
 mod messaging_hardening;

@@ -230,7 +230,7 @@ async fn preferences_decide_in_app_rows_and_e_mails() {
         .await
         .expect(200);
     let prefs = &defaults.data()["preferences"];
-    assert_eq!(prefs.as_object().unwrap().len(), 8);
+    assert_eq!(prefs.as_object().unwrap().len(), 9);
     assert_eq!(prefs["broadcast"], json!({"in_app": true, "email": false}));
     assert_eq!(
         prefs["payment.failed"],
@@ -453,7 +453,7 @@ async fn one_reads_marks_and_deletes_only_ones_own_notifications() {
         .await
         .expect(200);
     let types = stats.data()["types"].as_array().unwrap();
-    assert_eq!(types.len(), 8);
+    assert_eq!(types.len(), 9);
     let b = types.iter().find(|t| t["type"] == "broadcast").unwrap();
     assert_eq!(b["created"], 2, "one deleted: {b}");
     assert_eq!(b["read"], 1);
