@@ -502,6 +502,22 @@ def shop_sql():
             f"{q(sku)}, {price}, 'EUR', {qty}, {q(category)}, {q(json.dumps(attributes))}, {q(status)}, "
             f"{q(json.dumps(media))}, {q(source)}, {q(at)}, {q(at)});"
         )
+    # Inventory: reorder levels (the napkins sit at theirs, alerted), and the mug's stock as
+    # its movements made it (a delivery of 30, two sales).
+    out.append("UPDATE products SET reorder_level = 10 WHERE id = 'prd_demo_mug' AND reorder_level IS NULL;")
+    out.append(
+        "UPDATE products SET reorder_level = 120, low_stock_alerted = 1 "
+        "WHERE id = 'prd_demo_napkin' AND reorder_level IS NULL;"
+    )
+    ledger = 0
+    for n, (kind, change, reference) in enumerate([("receipt", 30, "PO-1001"), ("sale", -4, "ORD-2001"), ("sale", -2, "ORD-2002")]):
+        ledger += change
+        at = iso(done + datetime.timedelta(hours=1 + n))
+        out.append(
+            "INSERT OR IGNORE INTO stock_movements (id, tenant_id, product_id, kind, quantity, quantity_after, reason, "
+            f"reference, user_id, created_at) VALUES ('mov_demo_mug_{n + 1}', {q(SHOP)}, 'prd_demo_mug', {q(kind)}, "
+            f"{change}, {ledger}, NULL, {q(reference)}, 'usr_demo_shop_owner', {q(at)});"
+        )
     return out
 
 
