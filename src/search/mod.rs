@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use self::query::{After, Kind, Sort};
+use self::query::{After, Sort};
 use crate::args;
 use crate::audit;
 use crate::handler;
@@ -317,7 +317,7 @@ mod tests {
     #[test]
     fn every_kind_has_a_source_table() {
         // The rebuild touches one table per kind: a new kind needs its table here too.
-        assert_eq!(SOURCES.len(), Kind::ALL.len());
+        assert_eq!(SOURCES.len(), query::Kind::ALL.len());
     }
 
     #[test]
