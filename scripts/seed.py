@@ -486,6 +486,8 @@ def shop_sql():
         ("prd_demo_coasters", None, None, None, 40, "Kitchen", "draft", ["med_demo_price_list_pdf"], 2),
         ("prd_demo_napkin", "Linen napkin", "LIN-NAP-01", 450, 120, "Table linen", "active", ["med_demo_price_list_csv"], None),
         ("prd_demo_board", "Oak board", "OAK-BRD-01", 1990, 15, "Kitchen", "archived", [], None),
+        # Found by typing "kyo" in search (issue 17's walkthrough).
+        ("prd_demo_kyoto_mug", "Kyoto mug", "KYO-MUG-01", 1450, 30, "Kitchen", "active", ["med_demo_label_png"], None),
     ]
     for n, (pid, name, sku, price, qty, category, status, media, index) in enumerate(products):
         attributes = {}

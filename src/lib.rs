@@ -26,6 +26,7 @@ pub mod products;
 pub mod profile;
 pub mod requests;
 pub mod routes;
+pub mod search;
 pub mod settings;
 pub mod teams;
 pub mod tenants;

@@ -35,5 +35,6 @@ pub fn all() -> Vec<Route> {
     routes.extend(crate::teams::routes());
     routes.extend(crate::notifications::routes());
     routes.extend(crate::analytics::routes());
+    routes.extend(crate::search::routes());
     routes
 }

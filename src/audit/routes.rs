@@ -67,7 +67,7 @@ impl From<AuditRow> for AuditLog {
 /// The request log's rows (the type the jobs Worker inserts them from).
 pub use crate::platform::queue::ApiLog;
 
-const AUDIT_QUERY: [QueryDoc; 8] = [
+const AUDIT_QUERY: [QueryDoc; 9] = [
     PAGING[0],
     PAGING[1],
     q("action", "string", "Only this action, e.g. `auth.login`."),
@@ -84,9 +84,15 @@ const AUDIT_QUERY: [QueryDoc; 8] = [
         &["json", "csv"],
         "`csv` downloads the matching entries as CSV.",
     ),
+    q(
+        "q",
+        "string",
+        "Full-text search over action, actor e-mail, target and metadata (the search index; \
+         every word must match, the last as a prefix).",
+    ),
 ];
 
-const ADMIN_AUDIT_QUERY: [QueryDoc; 9] = [
+const ADMIN_AUDIT_QUERY: [QueryDoc; 10] = [
     AUDIT_QUERY[0],
     AUDIT_QUERY[1],
     AUDIT_QUERY[2],
@@ -95,6 +101,7 @@ const ADMIN_AUDIT_QUERY: [QueryDoc; 9] = [
     AUDIT_QUERY[5],
     AUDIT_QUERY[6],
     AUDIT_QUERY[7],
+    AUDIT_QUERY[8],
     q("tenant_id", "string", "Only entries of this tenant."),
 ];
 
@@ -165,6 +172,9 @@ async fn audit_list(cx: &Ctx, tenant_id: Option<String>) -> Result<Reply> {
     let page = cx.page()?;
     let csv = cx.query_enum("format", &["json", "csv"])?.as_deref() == Some("csv");
     let mut q = Filter::new("SELECT * FROM audit_logs WHERE 1 = 1", args![]);
+    if let Some(text) = cx.query("q").filter(|t| !t.is_empty()) {
+        crate::search::audit_filter(&mut q, tenant_id.as_deref(), text)?;
+    }
     q.and_opt("audit_logs.tenant_id = ?", tenant_id.map(Arg::from))
         .and_opt(
             "audit_logs.action = ?",

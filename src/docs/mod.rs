@@ -110,6 +110,7 @@ fn component_schemas() -> Vec<(String, Value)> {
         UserPreferences,
     };
     use crate::requests::{CreateWorkflowRequest, UpdateWorkflowRequest, WorkflowRequest};
+    use crate::search::{SearchHit, SearchRebuild};
     use crate::settings::secrets::{PutSecret, Secret};
     use crate::settings::{CallbackSecret, Settings, UpdateSettings};
     use crate::teams::invitations::{
@@ -315,6 +316,8 @@ fn component_schemas() -> Vec<(String, Value)> {
         AnalyticsSeries,
         SeriesPoint,
         SessionStats,
+        SearchHit,
+        SearchRebuild,
     ]
 }
 

@@ -28,6 +28,7 @@ mod notify_hooks;
 mod ops;
 mod optimize;
 mod profile;
+mod search;
 mod stripe_support;
 mod stripe_webhooks;
 mod support;
