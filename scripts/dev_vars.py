@@ -56,6 +56,8 @@ defaults = {
     "EMAIL_API_KEY": lambda: "SG.local-" + secrets.token_hex(12),
     "EMAIL_FROM": lambda: "no-reply@tenantry.local",
     "APP_BASE_URL": lambda: "http://localhost:5173",
+    # The most rows one GET /export streams (more: 422); lower it to try the refusal locally.
+    "EXPORT_MAX_ROWS": lambda: "100000",
 }
 
 existing = set()

@@ -13,6 +13,7 @@ pub mod billing;
 pub mod dispatch;
 pub mod docs;
 pub mod email;
+pub mod export;
 pub mod health;
 pub mod http;
 pub mod inventory;

@@ -20,6 +20,7 @@ pub fn all() -> Vec<Route> {
     routes.extend(crate::apikeys::routes());
     routes.extend(crate::tenants::routes());
     routes.extend(crate::audit::routes::routes());
+    routes.extend(crate::audit::report::routes());
     routes.extend(crate::settings::routes());
     routes.extend(crate::workflows::routes());
     routes.extend(crate::workflows::admin::routes());
@@ -36,5 +37,6 @@ pub fn all() -> Vec<Route> {
     routes.extend(crate::notifications::routes());
     routes.extend(crate::analytics::routes());
     routes.extend(crate::search::routes());
+    routes.extend(crate::export::routes());
     routes
 }

@@ -1,6 +1,7 @@
 //! Audit trail of security-relevant actions and the request log: writing entries, and the
 //! routes that read them (tenant admins see their tenant; the platform admin sees all).
 
+pub mod report;
 pub mod request_log;
 pub mod routes;
 

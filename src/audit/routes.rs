@@ -9,6 +9,7 @@ use crate::http::context::Ctx;
 use crate::http::pagination::PAGING;
 use crate::http::reply::Reply;
 use crate::http::router::{q, q_enum, Access, QueryDoc, Route};
+use crate::platform::csv::csv_line;
 use crate::platform::db::{Arg, Filter};
 use crate::platform::error::Result;
 
@@ -29,8 +30,9 @@ pub struct AuditLog {
     pub created_at: String,
 }
 
+/// An `audit_logs` row as stored (metadata as JSON text).
 #[derive(Deserialize)]
-struct AuditRow {
+pub(crate) struct AuditRow {
     id: String,
     tenant_id: Option<String>,
     actor_id: Option<String>,
@@ -255,21 +257,6 @@ async fn api_logs(cx: Ctx) -> Result<Reply> {
     Reply::list(&rows, next.as_deref())
 }
 
-/// RFC 4180 field: quoted when needed; a leading `=`, `+`, `-` or `@` is prefixed with `'` so a
-/// spreadsheet does not run it as a formula.
-pub fn csv_field(v: &str) -> String {
-    let v = if v.starts_with(['=', '+', '-', '@']) {
-        format!("'{v}")
-    } else {
-        v.to_string()
-    };
-    if v.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v
-    }
-}
-
 pub fn to_csv(entries: &[AuditLog]) -> String {
     let mut out = String::from(
         "id,created_at,tenant_id,actor_id,actor_email,action,target_type,target_id,ip,user_agent,request_id,metadata\r\n",
@@ -289,9 +276,7 @@ pub fn to_csv(entries: &[AuditLog]) -> String {
             e.request_id.as_deref().unwrap_or(""),
             &e.metadata.to_string(),
         ];
-        let line: Vec<String> = cols.iter().map(|c| csv_field(c)).collect();
-        out.push_str(&line.join(","));
-        out.push_str("\r\n");
+        out.push_str(&csv_line(&cols));
     }
     out
 }
@@ -299,14 +284,6 @@ pub fn to_csv(entries: &[AuditLog]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_fields_are_quoted_and_formula_safe() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("=SUM(A1)"), "'=SUM(A1)");
-    }
 
     #[test]
     fn csv_has_a_header_and_one_line_per_entry() {

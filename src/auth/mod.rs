@@ -286,13 +286,18 @@ async fn login(cx: Ctx) -> Result<Reply> {
         .map(|c| c.password_hash.as_str())
         .unwrap_or(password::DUMMY_HASH);
     let matches = password::verify(&body.password, stored).await?;
+    // A wrong password for a known e-mail is filed under that user's tenant, so its admins
+    // see the attempts in their audit trail and report; unknown e-mails belong to no tenant.
+    let tenant_of_email = found.as_ref().map(|c| c.user.tenant_id.clone());
     let found = found.filter(|c| matches && c.user.status != "deleted");
     let Some(cred) = found else {
-        audit::entry(&cx, "auth.login_failed")
+        let mut entry = audit::entry(&cx, "auth.login_failed")
             .actor(None, Some(email.clone()))
-            .meta(json!({"email": email}))
-            .write(&db)
-            .await?;
+            .meta(json!({"email": email}));
+        if let Some(tenant_id) = tenant_of_email {
+            entry = entry.tenant(tenant_id);
+        }
+        entry.write(&db).await?;
         return Err(invalid_credentials());
     };
     // The password was right: this attempt is not a failure.

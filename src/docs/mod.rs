@@ -52,6 +52,7 @@ fn component_schemas() -> Vec<(String, Value)> {
         AnalyticsAccepted, AnalyticsBatch, AnalyticsSeries, SeriesPoint, SessionStats,
     };
     use crate::apikeys::{ApiKey, CreateApiKey, CreatedApiKey};
+    use crate::audit::report::{ActionCount, ActorCount, AuditReport, DayCount, Totals};
     use crate::audit::routes::{ApiLog, AuditLog};
     use crate::auth::model::*;
     use crate::billing::events::{BillingEvent, StripeReceipt, StripeWebhookEvent};
@@ -66,6 +67,7 @@ fn component_schemas() -> Vec<(String, Value)> {
     use crate::billing::usage::{
         LimitsView, MetricUsage, MonthlyUsage, PlanList, PlanView, TenantUsage, Usage, UsageMetrics,
     };
+    use crate::export::ExportRecord;
     use crate::health::{Health, HealthChecks};
     use crate::inventory::model::MovementKind;
     use crate::inventory::{
@@ -318,6 +320,12 @@ fn component_schemas() -> Vec<(String, Value)> {
         SessionStats,
         SearchHit,
         SearchRebuild,
+        ExportRecord,
+        AuditReport,
+        Totals,
+        ActionCount,
+        ActorCount,
+        DayCount,
     ]
 }
 
@@ -380,6 +388,24 @@ fn success(route: &Route) -> (String, Value) {
             json!({"description": "Done", "headers": headers}),
         ),
         ResponseDoc::File => ("200".into(), file_response(headers)),
+        ResponseDoc::Download(content_types) => {
+            let mut headers = headers;
+            headers["Content-Disposition"] = json!({"schema": {"type": "string"},
+                "description": "`attachment; filename=\"…\"`"});
+            let content: Map<String, Value> = content_types
+                .iter()
+                .map(|t| {
+                    (
+                        t.to_string(),
+                        json!({"schema": {"type": "string", "format": "binary"}}),
+                    )
+                })
+                .collect();
+            (
+                "200".into(),
+                json!({"description": "The download, streamed", "headers": headers, "content": content}),
+            )
+        }
         ResponseDoc::Raw(status, content_type) => (
             status.to_string(),
             json!({"description": "Success", "headers": headers, "content": {content_type: {"schema": {}}}}),

@@ -35,6 +35,8 @@ pub enum ResponseDoc {
     Raw(u16, &'static str),
     /// A stored file's bytes in its own type: 200, or 206 for a `Range` (416 when unsatisfiable).
     File,
+    /// A streamed download (`Content-Disposition: attachment`) in one of these content types.
+    Download(&'static [&'static str]),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -205,6 +207,10 @@ impl Route {
     }
     pub fn file(mut self) -> Route {
         self.response = ResponseDoc::File;
+        self
+    }
+    pub fn download(mut self, content_types: &'static [&'static str]) -> Route {
+        self.response = ResponseDoc::Download(content_types);
         self
     }
     pub fn raw(mut self, status: u16, content_type: &'static str) -> Route {

@@ -50,6 +50,8 @@ pub struct Config {
     pub invitation_ttl_secs: i64,
     /// `ANALYTICS_RETENTION_DAYS` (90): analytics events older than this are deleted by the sweep.
     pub analytics_retention_days: i64,
+    /// `EXPORT_MAX_ROWS` (100,000): the most rows one `GET /export` streams; more → 422.
+    pub export_max_rows: i64,
 }
 
 /// Outbound e-mail (SendGrid v3 shape) and the links in it.
@@ -284,6 +286,7 @@ impl Config {
             },
             invitation_ttl_secs: num(env, "INVITATION_TTL_SECS", 7 * 24 * 3600)?,
             analytics_retention_days: num(env, "ANALYTICS_RETENTION_DAYS", 90)?,
+            export_max_rows: num(env, "EXPORT_MAX_ROWS", 100_000)?,
         })
     }
 }

@@ -146,6 +146,11 @@ pub fn first_row<T: DeserializeOwned>(result: &D1Result) -> Result<Option<T>> {
     Ok(result.results::<T>().map_err(map_err)?.into_iter().next())
 }
 
+/// Every row of one result of `read_batch`.
+pub fn rows<T: DeserializeOwned>(result: &D1Result) -> Result<Vec<T>> {
+    result.results::<T>().map_err(map_err)
+}
+
 /// The number of rows a statement's result says it changed (of `read_batch` results too).
 pub fn changes(result: &worker::D1Result) -> u64 {
     result

@@ -5,6 +5,7 @@ pub mod bindings;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod csv;
 pub mod db;
 pub mod egress;
 pub mod error;

@@ -119,7 +119,7 @@ fn start() -> Server {
          DEEPSEEK_API_BASE=\"{mock}/llm/deepseek\"\nGEMINI_API_BASE=\"{mock}/llm/gemini\"\n\
          PROVIDER_TIMEOUT_SECS=\"3\"\nEMAIL_API_URL=\"{mock}/email/v3/mail/send\"\n\
          EMAIL_API_KEY=\"SG.harness-key-5e7d\"\nEMAIL_FROM=\"no-reply@test.local\"\n\
-         APP_BASE_URL=\"https://app.example.com\"\n{}",
+         APP_BASE_URL=\"https://app.example.com\"\nEXPORT_MAX_ROWS=\"1500\"\n{}",
         random_hex(32),
         crate::EXTRA_VARS
     );

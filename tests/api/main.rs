@@ -18,6 +18,7 @@ mod billing;
 mod billing_stripe;
 mod conventions;
 mod egress;
+mod export;
 mod gate;
 mod inventory;
 mod media;
