@@ -23,6 +23,7 @@ pub mod optimize;
 pub mod platform;
 pub mod products;
 pub mod profile;
+pub mod push;
 pub mod requests;
 pub mod routes;
 pub mod settings;

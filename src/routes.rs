@@ -33,6 +33,7 @@ pub fn all() -> Vec<Route> {
     routes.extend(crate::profile::routes());
     routes.extend(crate::teams::routes());
     routes.extend(crate::notifications::routes());
+    routes.extend(crate::push::routes());
     routes.extend(crate::analytics::routes());
     routes
 }

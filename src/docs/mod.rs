@@ -104,6 +104,7 @@ fn component_schemas() -> Vec<(String, Value)> {
         DashboardMedia, DashboardUsage, TenantDashboard, UpdateOrganization, UpdateProfile,
         UserPreferences,
     };
+    use crate::push::{PushKey, PushKeys, PushSubscription, PushSubscriptionIn};
     use crate::requests::{CreateWorkflowRequest, UpdateWorkflowRequest, WorkflowRequest};
     use crate::settings::secrets::{PutSecret, Secret};
     use crate::settings::{CallbackSecret, Settings, UpdateSettings};
@@ -288,6 +289,10 @@ fn component_schemas() -> Vec<(String, Value)> {
         BroadcastResult,
         NotificationStats,
         NotificationTypeStats,
+        PushKey,
+        PushSubscriptionIn,
+        PushKeys,
+        PushSubscription,
         UpdateProfile,
         UserPreferences,
         UpdateOrganization,
