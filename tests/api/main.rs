@@ -27,6 +27,7 @@ mod notify_hooks;
 mod ops;
 mod optimize;
 mod profile;
+mod push;
 mod stripe_support;
 mod stripe_webhooks;
 mod support;
