@@ -22,6 +22,7 @@ pub const HEADER_LEN: usize = 16 + 4 + 1 + POINT_LEN;
 pub const MAX_PLAINTEXT: usize = 4096 - HEADER_LEN - 1 - 16;
 /// VAPID tokens live 12 hours (RFC 8292 allows at most 24).
 pub const TOKEN_TTL_SECS: i64 = 12 * 3600;
+const _: () = assert!(TOKEN_TTL_SECS <= 24 * 3600, "RFC 8292 §2: at most 24 hours");
 
 /// Encrypts `plaintext` for the subscription `(ua_public, auth)` with the ephemeral key
 /// `as_secret` and `salt`: the whole `aes128gcm` body (header and the single record, ended
@@ -243,7 +244,6 @@ mod tests {
         assert_eq!(claims["aud"], "https://push.example.net");
         assert_eq!(claims["sub"], "mailto:ops@example.com");
         assert_eq!(claims["exp"], 1_700_000_000 + TOKEN_TTL_SECS);
-        assert!(TOKEN_TTL_SECS <= 24 * 3600);
         let key = VerifyingKey::from_sec1_bytes(&d(k)).unwrap();
         let sig = Signature::from_slice(&d(parts[2])).unwrap();
         let input = format!("{}.{}", parts[0], parts[1]);
