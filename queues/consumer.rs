@@ -241,6 +241,9 @@ async fn handle_job(env: &Env, holder: &Holder, body: &str) -> Result<Outcome> {
             crate::optimize::batches::run_item(env, &cfg, holder, item_id, *slot_ms).await
         }
         Job::Email { email_id } => crate::email::deliver(env, &cfg, holder, email_id).await,
+        Job::Push { delivery_id } => {
+            crate::push::sender::deliver(env, &cfg, holder, delivery_id).await
+        }
     }
 }
 
@@ -281,6 +284,9 @@ async fn record_dead_letter(env: &Env, body: &str) -> Result<()> {
             crate::optimize::batches::mark_failed(env, item_id, &error).await?
         }
         Some(Job::Email { email_id }) => crate::email::mark_failed(env, email_id, &error).await?,
+        Some(Job::Push { delivery_id }) => {
+            crate::push::sender::mark_failed(env, delivery_id, &error).await?
+        }
         _ => {}
     }
     if let Some(Job::Step { execution_id, .. }) = &job {

@@ -12,6 +12,7 @@ Values are plain [A-Za-z0-9_-@.:/] so the file can also be sourced by a shell
 Usage: dev_vars.py PATH [--mock-url URL]
 """
 import argparse
+import base64
 import os
 import re
 import secrets
@@ -22,6 +23,19 @@ parser.add_argument("path", nargs="?", default=".dev.vars")
 parser.add_argument("--mock-url", default="http://127.0.0.1:8790",
                     help="the local mock upstream (scripts/mock_upstream.py) make dev starts")
 args = parser.parse_args()
+
+# The order of the P-256 group: a private key is a scalar in [1, n).
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def vapid_private_key():
+    """A fresh VAPID (web push) private key, base64url of the 32-byte scalar. The workers
+    derive the public key from it, so only this one is kept."""
+    while True:
+        raw = secrets.token_bytes(32)
+        if 0 < int.from_bytes(raw, "big") < P256_ORDER:
+            return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
 
 defaults = {
     "JWT_SECRET": lambda: secrets.token_urlsafe(48),
@@ -58,6 +72,10 @@ defaults = {
     "APP_BASE_URL": lambda: "http://localhost:5173",
     # The most rows one GET /export streams (more: 422); lower it to try the refusal locally.
     "EXPORT_MAX_ROWS": lambda: "100000",
+    # Web push: the VAPID signing key (secret) and the subject push services may contact. The
+    # mock's /push/<id> stands in for a push service (EGRESS_ALLOW lets the workers reach it).
+    "VAPID_PRIVATE_KEY": vapid_private_key,
+    "VAPID_SUBJECT": lambda: "mailto:admin@tenantry.local",
 }
 
 existing = set()

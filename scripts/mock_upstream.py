@@ -20,6 +20,13 @@ with the parsed body as "json"):
   POST /email/v3/mail/send -> 202 (X-Message-Id); no bearer token -> 401; no personalizations ->
        400; a recipient starting "bounce" -> 500 always, "flaky" -> 503 on its first message.
 
+Web push service (subscription endpoints point at /push/ID; calls recorded under "push" with
+their headers and the encrypted body as "body_b64"):
+  POST /push/ID -> 201 (Location: /push-messages/N); without `Authorization: vapid t=…, k=…` -> 401,
+       without `Content-Encoding: aes128gcm` or a TTL header -> 400. Ids starting "gone" answer
+       410 (an expired subscription), "busy" 429 with Retry-After: 1 on their first call then 201,
+       "down" 500 always.
+
 OCR service (OCR_API_URL points at /ocr; calls recorded under "ocr"):
   POST /ocr  <image bytes>  -> {"text", "confidence", "pages"}; bytes containing FAIL-OCR -> 500
 
@@ -81,6 +88,7 @@ ANTHROPIC_API_BASE=…/llm/anthropic, GEMINI_API_BASE=…/llm/gemini, an openai-
   $VAR); MOCK-LONGER -> the answer twice; MOCK-FENCE -> the answer in ```text fences.
 """
 import argparse
+import base64
 import hashlib
 import secrets
 import json
@@ -538,6 +546,25 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(503, {"errors": [{"message": "Service unavailable", "field": None}]})
             self.send_response(202)
             self.send_header("X-Message-Id", f"mock-{n}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.command == "POST" and len(parts) == 2 and parts[0] == "push":
+            push_id = parts[1]
+            n = record("push", {**entry, "body": f"<{len(raw)} bytes>",
+                                "body_b64": base64.b64encode(raw).decode(), "id": push_id})
+            if not self.headers.get("Authorization", "").startswith("vapid t="):
+                return self.reply(401, {"error": "missing VAPID authorization"})
+            if self.headers.get("Content-Encoding") != "aes128gcm" or not self.headers.get("TTL"):
+                return self.reply(400, {"error": "expected Content-Encoding: aes128gcm and a TTL"})
+            if push_id.startswith("gone"):
+                return self.reply(410, {"error": "push subscription has unsubscribed or expired"})
+            if push_id.startswith("down"):
+                return self.reply(500, {"error": "push service failure"})
+            if push_id.startswith("busy") and sum(1 for c in CALLS.get("push", []) if c.get("id") == push_id) == 1:
+                return self.reply(429, {"error": "too many requests"}, {"Retry-After": "1"})
+            self.send_response(201)
+            self.send_header("Location", f"/push-messages/{n}")
             self.send_header("Content-Length", "0")
             self.end_headers()
             return

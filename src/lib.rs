@@ -25,6 +25,7 @@ pub mod optimize;
 pub mod platform;
 pub mod products;
 pub mod profile;
+pub mod push;
 pub mod requests;
 pub mod routes;
 pub mod search;

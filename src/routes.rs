@@ -35,6 +35,7 @@ pub fn all() -> Vec<Route> {
     routes.extend(crate::profile::routes());
     routes.extend(crate::teams::routes());
     routes.extend(crate::notifications::routes());
+    routes.extend(crate::push::routes());
     routes.extend(crate::analytics::routes());
     routes.extend(crate::search::routes());
     routes.extend(crate::export::routes());

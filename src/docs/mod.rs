@@ -111,6 +111,7 @@ fn component_schemas() -> Vec<(String, Value)> {
         DashboardMedia, DashboardUsage, TenantDashboard, UpdateOrganization, UpdateProfile,
         UserPreferences,
     };
+    use crate::push::{PushKey, PushKeys, PushSubscription, PushSubscriptionIn};
     use crate::requests::{CreateWorkflowRequest, UpdateWorkflowRequest, WorkflowRequest};
     use crate::search::{SearchHit, SearchRebuild};
     use crate::settings::secrets::{PutSecret, Secret};
@@ -306,6 +307,10 @@ fn component_schemas() -> Vec<(String, Value)> {
         BroadcastResult,
         NotificationStats,
         NotificationTypeStats,
+        PushKey,
+        PushSubscriptionIn,
+        PushKeys,
+        PushSubscription,
         UpdateProfile,
         UserPreferences,
         UpdateOrganization,

@@ -5,7 +5,8 @@
 //! (API keys get 403). Tenant admins broadcast (`POST /notifications`) and read the per-type
 //! stats. Other features notify through `notify::notify` (see there), which honours each
 //! recipient's preference per type: in-app on by default, e-mail off by default except
-//! `payment.failed` and `usage.threshold` (`model::Kind::emails_by_default`).
+//! `payment.failed` and `usage.threshold` (`model::Kind::emails_by_default`), web push off
+//! until chosen (to the user's browsers subscribed through `crate::push`).
 //!
 //! Live: `GET /notifications/live` upgrades to a WebSocket on the caller's own
 //! `NotificationHub` (one per user; the shared `live_hub` code the conversation feeds run),
@@ -210,7 +211,7 @@ pub struct NotificationPreferences {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutNotificationPreferences {
-    /// Type name → `{in_app?, email?}`.
+    /// Type name → `{in_app?, email?, push?}`.
     #[schema(value_type = Object)]
     pub preferences: BTreeMap<String, PreferencePatch>,
 }
@@ -227,7 +228,7 @@ pub struct Broadcast {
     pub link: Option<String>,
     /// Exactly one of `user_ids`, `team_id`, `role`, `all: true`.
     pub to: BroadcastTo,
-    /// `in_app`, `email` (default both; each recipient's preferences still apply).
+    /// `in_app`, `email`, `push` (default all; each recipient's preferences still apply).
     pub channels: Option<Vec<String>>,
 }
 
@@ -239,6 +240,8 @@ pub struct BroadcastResult {
     pub in_app: usize,
     /// E-mails staged.
     pub emailed: usize,
+    /// Web pushes staged (one per subscribed browser of recipients who chose push).
+    pub pushed: usize,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -427,10 +430,11 @@ async fn preferences(db: &Db, user_id: &str) -> Result<NotificationPreferences> 
         kind: String,
         in_app: i64,
         email: i64,
+        push: i64,
     }
     let stored: Vec<Stored> = db
         .all(
-            "SELECT type, in_app, email FROM notification_preferences WHERE user_id = ?1",
+            "SELECT type, in_app, email, push FROM notification_preferences WHERE user_id = ?1",
             &args![user_id],
         )
         .await?;
@@ -442,6 +446,7 @@ async fn preferences(db: &Db, user_id: &str) -> Result<NotificationPreferences> 
                 Preference {
                     in_app: s.in_app != 0,
                     email: s.email != 0,
+                    push: s.push != 0,
                 },
             )
         })
@@ -478,8 +483,9 @@ async fn put_preferences(cx: Ctx) -> Result<Reply> {
             .iter()
             .map(|(k, p)| {
                 let first = k.default_preference().merged(*p);
-                json!({"type": k.as_str(), "in_app": p.in_app, "email": p.email,
-                       "first_in_app": first.in_app as i64, "first_email": first.email as i64})
+                json!({"type": k.as_str(), "in_app": p.in_app, "email": p.email, "push": p.push,
+                       "first_in_app": first.in_app as i64, "first_email": first.email as i64,
+                       "first_push": first.push as i64})
             })
             .collect();
         let items = Value::Array(items).to_string();
@@ -487,15 +493,16 @@ async fn put_preferences(cx: Ctx) -> Result<Reply> {
         // set in one update, so concurrent changes of other fields are kept.
         db.batch(vec![
             db.stmt(
-                "INSERT OR IGNORE INTO notification_preferences (user_id, type, in_app, email, updated_at) \
+                "INSERT OR IGNORE INTO notification_preferences (user_id, type, in_app, email, push, updated_at) \
                  SELECT ?1, json_extract(value, '$.type'), json_extract(value, '$.first_in_app'), \
-                 json_extract(value, '$.first_email'), ?2 FROM json_each(?3)",
+                 json_extract(value, '$.first_email'), json_extract(value, '$.first_push'), ?2 FROM json_each(?3)",
                 &args![user, cx.now(), items.as_str()],
             )?,
             db.stmt(
                 "UPDATE notification_preferences SET \
                  in_app = COALESCE(json_extract(j.value, '$.in_app'), notification_preferences.in_app), \
                  email = COALESCE(json_extract(j.value, '$.email'), notification_preferences.email), \
+                 push = COALESCE(json_extract(j.value, '$.push'), notification_preferences.push), \
                  updated_at = ?2 FROM json_each(?3) AS j \
                  WHERE notification_preferences.user_id = ?1 \
                  AND notification_preferences.type = json_extract(j.value, '$.type')",
@@ -622,7 +629,7 @@ async fn broadcast(cx: Ctx) -> Result<Reply> {
         }
     };
     let channels = match &b.channels {
-        None => Some(Channels::BOTH),
+        None => Some(Channels::ALL),
         Some(names) => checks.take("channels", Channels::parse(names)),
     };
     let audience = match model::audience(&b.to) {
@@ -668,13 +675,14 @@ async fn broadcast(cx: Ctx) -> Result<Reply> {
         recipients: staged.recipients,
         in_app: staged.in_app,
         emailed: staged.emailed,
+        pushed: staged.pushed,
     };
     let mut stmts = std::mem::take(&mut staged.stmts);
     stmts.push(
         audit::entry(&cx, "notification.broadcast")
             .meta(
                 json!({"to": audience_label(&audience), "recipients": result.recipients,
-                         "in_app": result.in_app, "emailed": result.emailed}),
+                         "in_app": result.in_app, "emailed": result.emailed, "pushed": result.pushed}),
             )
             .stmt(&db)?,
     );

@@ -1,5 +1,6 @@
 //! The pure parts of notifications: the known types, preference defaults and merging, the
-//! channels a notice goes out on for one recipient, and the rules of a broadcast's `to`.
+//! channels a notice goes out on for one recipient (in-app, e-mail, web push), and the rules of
+//! a broadcast's `to`.
 
 use std::collections::BTreeMap;
 
@@ -91,6 +92,17 @@ impl Kind {
         Preference {
             in_app: true,
             email: self.emails_by_default(),
+            push: false,
+        }
+    }
+
+    /// The `Urgency` a push of this type asks for (RFC 8030 §5.3): what costs money or service
+    /// if missed is `high`, the rest `normal`.
+    pub fn push_urgency(self) -> &'static str {
+        if self.emails_by_default() {
+            "high"
+        } else {
+            "normal"
         }
     }
 }
@@ -100,6 +112,10 @@ impl Kind {
 pub struct Preference {
     pub in_app: bool,
     pub email: bool,
+    /// Web push to the user's subscribed browsers (off unless chosen; older stored
+    /// preferences without it read as off).
+    #[serde(default)]
+    pub push: bool,
 }
 
 /// A change to one type's preference: omitted fields keep their value.
@@ -108,6 +124,7 @@ pub struct Preference {
 pub struct PreferencePatch {
     pub in_app: Option<bool>,
     pub email: Option<bool>,
+    pub push: Option<bool>,
 }
 
 impl Preference {
@@ -115,6 +132,7 @@ impl Preference {
         Preference {
             in_app: patch.in_app.unwrap_or(self.in_app),
             email: patch.email.unwrap_or(self.email),
+            push: patch.push.unwrap_or(self.push),
         }
     }
 }
@@ -159,29 +177,37 @@ pub fn parse_patches(
 pub struct Channels {
     pub in_app: bool,
     pub email: bool,
+    pub push: bool,
 }
 
 impl Channels {
-    pub const BOTH: Channels = Channels {
+    pub const ALL: Channels = Channels {
         in_app: true,
         email: true,
+        push: true,
     };
 
-    /// From `["in_app", "email"]` (at least one, no unknown names).
+    /// From `["in_app", "email", "push"]` (at least one, no unknown names).
     pub fn parse(names: &[String]) -> Result<Channels, String> {
         let mut c = Channels {
             in_app: false,
             email: false,
+            push: false,
         };
         for n in names {
             match n.as_str() {
                 "in_app" => c.in_app = true,
                 "email" => c.email = true,
-                other => return Err(format!("`{other}` is not a channel: use in_app, email")),
+                "push" => c.push = true,
+                other => {
+                    return Err(format!(
+                        "`{other}` is not a channel: use in_app, email, push"
+                    ))
+                }
             }
         }
-        if !c.in_app && !c.email {
-            return Err("name at least one of in_app, email".into());
+        if !c.in_app && !c.email && !c.push {
+            return Err("name at least one of in_app, email, push".into());
         }
         Ok(c)
     }
@@ -194,6 +220,7 @@ pub fn delivery(kind: Kind, stored: Option<Preference>, channels: Channels) -> P
     Preference {
         in_app: p.in_app && channels.in_app,
         email: p.email && channels.email,
+        push: p.push && channels.push,
     }
 }
 
@@ -318,6 +345,7 @@ mod tests {
         let off = Preference {
             in_app: false,
             email: true,
+            push: true,
         };
         let e = effective(&[("broadcast".into(), off), ("gone.type".into(), off)]);
         assert_eq!(e["broadcast"], off);
@@ -326,18 +354,35 @@ mod tests {
     }
 
     #[test]
+    fn stored_preferences_without_push_read_as_push_off() {
+        let p: Preference = serde_json::from_str(r#"{"in_app": true, "email": false}"#).unwrap();
+        assert!(!p.push);
+        assert_eq!(Kind::PaymentFailed.push_urgency(), "high");
+        assert_eq!(Kind::Broadcast.push_urgency(), "normal");
+    }
+
+    #[test]
     fn patches_keep_omitted_fields() {
         let p = Kind::Broadcast.default_preference();
         let m = p.merged(PreferencePatch {
             in_app: None,
             email: Some(true),
+            push: None,
         });
         assert_eq!(
             m,
             Preference {
                 in_app: true,
-                email: true
+                email: true,
+                push: false,
             }
+        );
+        assert!(
+            m.merged(PreferencePatch {
+                push: Some(true),
+                ..PreferencePatch::default()
+            })
+            .push
         );
         assert_eq!(p.merged(PreferencePatch::default()), p);
     }
@@ -357,37 +402,54 @@ mod tests {
         let only_app = Channels {
             in_app: true,
             email: false,
+            push: false,
         };
         let wants_mail = Some(Preference {
             in_app: false,
             email: true,
+            push: false,
         });
+        let wants_push = Some(Preference {
+            in_app: true,
+            email: false,
+            push: true,
+        });
+        assert!(delivery(Kind::Broadcast, wants_push, Channels::ALL).push);
+        assert!(!delivery(Kind::Broadcast, wants_push, only_app).push);
+        assert!(
+            !delivery(Kind::Broadcast, None, Channels::ALL).push,
+            "push is off by default"
+        );
         assert_eq!(
-            delivery(Kind::Broadcast, wants_mail, Channels::BOTH),
+            delivery(Kind::Broadcast, wants_mail, Channels::ALL),
             Preference {
                 in_app: false,
-                email: true
+                email: true,
+                push: false,
             }
         );
         assert_eq!(
             delivery(Kind::Broadcast, wants_mail, only_app),
             Preference {
                 in_app: false,
-                email: false
+                email: false,
+                push: false,
             }
         );
         assert_eq!(
-            delivery(Kind::PaymentFailed, None, Channels::BOTH),
+            delivery(Kind::PaymentFailed, None, Channels::ALL),
             Preference {
                 in_app: true,
-                email: true
+                email: true,
+                push: false,
             }
         );
         assert_eq!(
-            delivery(Kind::Broadcast, None, Channels::BOTH),
+            delivery(Kind::Broadcast, None, Channels::ALL),
             Preference {
                 in_app: true,
-                email: false
+                email: false,
+                push: false,
             }
         );
     }
@@ -399,10 +461,15 @@ mod tests {
             c(&["email"]).unwrap(),
             Channels {
                 in_app: false,
-                email: true
+                email: true,
+                push: false,
             }
         );
-        assert_eq!(c(&["in_app", "email", "in_app"]).unwrap(), Channels::BOTH);
+        assert_eq!(
+            c(&["in_app", "email", "push", "in_app"]).unwrap(),
+            Channels::ALL
+        );
+        assert!(c(&["push"]).unwrap().push);
         assert!(c(&[]).is_err());
         assert!(c(&["sms"]).unwrap_err().contains("sms"));
     }

@@ -1,9 +1,10 @@
 //! The one way features notify users: `notify` (or `stage` + the caller's batch + `send`, to
 //! commit the notifications with the change that caused them). Each recipient's preference for
 //! the type decides the channels: in-app rows are written in one statement, e-mails are staged
-//! in the outbox (template `notification`), and each new in-app notification is pushed to its
-//! user's live feed after the commit (best effort). Works from both Workers: the jobs Worker
-//! reaches the `NotificationHub` objects through `script_name`.
+//! in the outbox (template `notification`), web pushes as one delivery per subscription of the
+//! recipient (`push::delivery`, when VAPID is configured), and each new in-app notification is
+//! pushed to its user's live feed after the commit (best effort). Works from both Workers: the
+//! jobs Worker reaches the `NotificationHub` objects through `script_name`.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -21,6 +22,7 @@ use crate::platform::db::Db;
 use crate::platform::error::Result;
 use crate::platform::ids;
 use crate::platform::outbox::{self, Staged as StagedJob};
+use crate::push::delivery::{self as push_delivery, Target};
 
 /// What to tell the recipients.
 #[derive(Debug, Clone)]
@@ -44,6 +46,8 @@ pub struct Staged {
     pub in_app: usize,
     /// E-mails staged.
     pub emailed: usize,
+    /// Web pushes staged (one per subscription of a recipient who wants them).
+    pub pushed: usize,
     reached: usize,
 }
 
@@ -60,6 +64,9 @@ struct RecipientRow {
     address: String,
     in_app: Option<i64>,
     wants_email: Option<i64>,
+    wants_push: Option<i64>,
+    /// The recipient's push subscription ids (a JSON array).
+    subscriptions: String,
 }
 
 /// The statements that deliver `n` to `user_ids` (only active users of `tenant_id` count; ids
@@ -81,6 +88,7 @@ pub async fn stage(
         recipients: 0,
         in_app: 0,
         emailed: 0,
+        pushed: 0,
         reached: 0,
     };
     if user_ids.is_empty() {
@@ -88,7 +96,9 @@ pub async fn stage(
     }
     let rows: Vec<RecipientRow> = db
         .all(
-            "SELECT users.id, users.email AS address, p.in_app, p.email AS wants_email FROM users \
+            "SELECT users.id, users.email AS address, p.in_app, p.email AS wants_email, \
+             p.push AS wants_push, (SELECT json_group_array(s.id) FROM push_subscriptions s \
+             WHERE s.user_id = users.id AND s.tenant_id = ?1) AS subscriptions FROM users \
              LEFT JOIN notification_preferences p ON p.user_id = users.id AND p.type = ?2 \
              WHERE users.tenant_id = ?1 AND users.status = 'active' \
              AND users.id IN (SELECT value FROM json_each(?3))",
@@ -99,16 +109,34 @@ pub async fn stage(
     let now = clock::rfc3339(now_ms);
     let mailing = email::configured(cfg);
     let data = n.data.as_ref().map(Value::to_string);
+    let pushing = cfg.push.is_some();
     let mut items = Vec::new();
+    let mut targets = Vec::new();
     for r in rows {
         let stored = match (r.in_app, r.wants_email) {
             (Some(a), Some(e)) => Some(Preference {
                 in_app: a != 0,
                 email: e != 0,
+                push: r.wants_push.unwrap_or(0) != 0,
             }),
             _ => None,
         };
         let d = delivery(n.kind, stored, channels);
+        let subscriptions: Vec<String> = if d.push && pushing {
+            serde_json::from_str(&r.subscriptions).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let notification_id = d.in_app.then(|| ids::ordered_id("ntf", now_ms));
+        let pushes = subscriptions.len();
+        for subscription_id in subscriptions {
+            targets.push(Target {
+                user_id: r.id.clone(),
+                subscription_id,
+                notification_id: notification_id.clone(),
+            });
+            staged.pushed += 1;
+        }
         if d.email {
             let (stmts, job) = email::stage(
                 db,
@@ -125,8 +153,7 @@ pub async fn stage(
             staged.jobs.extend(job);
             staged.emailed += 1;
         }
-        if d.in_app {
-            let id = ids::ordered_id("ntf", now_ms);
+        if let Some(id) = notification_id {
             let emailed = d.email && mailing;
             items.push(json!({"id": id, "user_id": r.id, "emailed": emailed as i64}));
             staged.created.push(Notification {
@@ -143,9 +170,29 @@ pub async fn stage(
                 created_at: now.clone(),
             });
         }
-        if d.in_app || d.email {
+        if d.in_app || d.email || pushes > 0 {
             staged.reached += 1;
         }
+    }
+    if !targets.is_empty() {
+        let payload = push_delivery::payload(
+            n.kind.as_str(),
+            &n.title,
+            &n.body,
+            n.link.as_deref(),
+            n.data.as_ref(),
+            &now,
+        );
+        let (stmts, jobs) = push_delivery::stage(
+            db,
+            tenant_id,
+            &targets,
+            &payload,
+            n.kind.push_urgency(),
+            now_ms,
+        )?;
+        staged.stmts.extend(stmts);
+        staged.jobs.extend(jobs);
     }
     staged.in_app = items.len();
     if !items.is_empty() {
@@ -172,7 +219,7 @@ pub async fn stage(
     Ok(staged)
 }
 
-/// After the batch with `staged.stmts` committed: sends the e-mail jobs and pushes each new
+/// After the batch with `staged.stmts` committed: sends the e-mail and push jobs and pushes each new
 /// notification to its user's live feed. Never fails: the sweep sends jobs left behind, and a
 /// feed that misses an event still lists the notification.
 pub async fn send(env: &Env, cfg: &Config, db: &Db, staged: &Staged) {
@@ -209,7 +256,7 @@ pub async fn notify(
         tenant_id,
         user_ids,
         n,
-        Channels::BOTH,
+        Channels::ALL,
         clock::now_ms(),
     )
     .await?;

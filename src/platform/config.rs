@@ -52,6 +52,9 @@ pub struct Config {
     pub analytics_retention_days: i64,
     /// `EXPORT_MAX_ROWS` (100,000): the most rows one `GET /export` streams; more → 422.
     pub export_max_rows: i64,
+    /// Web push signing (`VAPID_PRIVATE_KEY`, `VAPID_SUBJECT`); unset: nothing is pushed and
+    /// `GET /notifications/push-key` answers 503.
+    pub push: Option<crate::push::keys::Vapid>,
 }
 
 /// Outbound e-mail (SendGrid v3 shape) and the links in it.
@@ -287,6 +290,11 @@ impl Config {
             invitation_ttl_secs: num(env, "INVITATION_TTL_SECS", 7 * 24 * 3600)?,
             analytics_retention_days: num(env, "ANALYTICS_RETENTION_DAYS", 90)?,
             export_max_rows: num(env, "EXPORT_MAX_ROWS", 100_000)?,
+            push: crate::push::keys::Vapid::from_vars(
+                var(env, "VAPID_PRIVATE_KEY").as_deref(),
+                var(env, "VAPID_SUBJECT").as_deref(),
+            )
+            .map_err(|e| AppError::Internal(format!("config: {e}")))?,
         })
     }
 }

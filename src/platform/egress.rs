@@ -185,6 +185,18 @@ pub async fn fetch_text(
     request: Request,
     timeout: Duration,
 ) -> std::result::Result<(u16, String), String> {
+    fetch_text_with_header(policy, request, timeout, None)
+        .await
+        .map(|(status, _, text)| (status, text))
+}
+
+/// `fetch_text` that also reads one header of the answer (`Retry-After` of a push service).
+pub async fn fetch_text_with_header(
+    policy: &Policy,
+    request: Request,
+    timeout: Duration,
+    header: Option<&str>,
+) -> std::result::Result<(u16, Option<String>, String), String> {
     let request = guarded(policy, request)?;
     let controller = AbortController::default();
     let signal = controller.signal();
@@ -193,8 +205,9 @@ pub async fn fetch_text(
             .send_with_signal(&signal)
             .await
             .map_err(|e| e.to_string())?;
+        let value = header.and_then(|h| resp.headers().get(h).ok().flatten());
         let text = resp.text().await.map_err(|e| e.to_string())?;
-        Ok::<_, String>((resp.status_code(), text))
+        Ok::<_, String>((resp.status_code(), value, text))
     };
     let call = std::pin::pin!(call);
     let timer = std::pin::pin!(Delay::from(timeout));

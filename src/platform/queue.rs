@@ -65,6 +65,8 @@ pub enum Job {
     },
     /// Send one `email_outbox` message.
     Email { email_id: String },
+    /// Send one `push_deliveries` web push.
+    Push { delivery_id: String },
 }
 
 /// The event prefix of callbacks about optimisation batches (the rest are executions').
@@ -120,6 +122,7 @@ impl Job {
             Job::Stripe { .. } => "stripe_event",
             Job::Optimize { .. } => "optimize_item",
             Job::Email { .. } => "email",
+            Job::Push { .. } => "push",
         }
     }
 
@@ -146,6 +149,7 @@ impl Job {
             Job::Stripe { event_id } => ("stripe_events", event_id),
             Job::Optimize { item_id, .. } => ("optimize_batch_items", item_id),
             Job::Email { email_id } => ("email_outbox", email_id),
+            Job::Push { delivery_id } => ("push_deliveries", delivery_id),
             Job::Sweep | Job::ApiLogs { .. } => return None,
         })
     }

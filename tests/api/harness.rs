@@ -33,6 +33,20 @@ pub const STRIPE_KEY: &str = "sk_test_harness_4eC39HqLyjWDarjtT1zdp7dc";
 /// `STRIPE_WEBHOOK_SECRET` lists both.
 pub const STRIPE_SECRET: &str = "whsec_harness_current_5b1f0c";
 pub const STRIPE_OLD_SECRET: &str = "whsec_harness_previous_9d2e7a";
+/// The test worker's VAPID subject (its key is generated per run, see `vapid_private_key`).
+pub const VAPID_SUBJECT: &str = "mailto:push-tests@test.local";
+
+/// A fresh VAPID private key: a random P-256 scalar, base64url as web-push tools print it.
+fn vapid_private_key() -> String {
+    use base64::Engine;
+    loop {
+        let mut b = [0u8; 32];
+        getrandom::fill(&mut b).expect("random bytes");
+        if p256::SecretKey::from_slice(&b).is_ok() {
+            return base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        }
+    }
+}
 
 pub fn server() -> &'static Server {
     SERVER.get_or_init(start)
@@ -119,8 +133,10 @@ fn start() -> Server {
          DEEPSEEK_API_BASE=\"{mock}/llm/deepseek\"\nGEMINI_API_BASE=\"{mock}/llm/gemini\"\n\
          PROVIDER_TIMEOUT_SECS=\"3\"\nEMAIL_API_URL=\"{mock}/email/v3/mail/send\"\n\
          EMAIL_API_KEY=\"SG.harness-key-5e7d\"\nEMAIL_FROM=\"no-reply@test.local\"\n\
-         APP_BASE_URL=\"https://app.example.com\"\nEXPORT_MAX_ROWS=\"1500\"\n{}",
+         APP_BASE_URL=\"https://app.example.com\"\nEXPORT_MAX_ROWS=\"1500\"\nVAPID_PRIVATE_KEY=\"{}\"\n\
+         VAPID_SUBJECT=\"{VAPID_SUBJECT}\"\n{}",
         random_hex(32),
+        vapid_private_key(),
         crate::EXTRA_VARS
     );
     std::fs::write(dir.join(".dev.vars"), vars).expect("write .dev.vars");

@@ -30,6 +30,7 @@ mod ops;
 mod optimize;
 mod profile;
 mod search;
+mod push;
 mod stripe_support;
 mod stripe_webhooks;
 mod support;

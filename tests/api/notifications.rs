@@ -231,10 +231,13 @@ async fn preferences_decide_in_app_rows_and_e_mails() {
         .expect(200);
     let prefs = &defaults.data()["preferences"];
     assert_eq!(prefs.as_object().unwrap().len(), 9);
-    assert_eq!(prefs["broadcast"], json!({"in_app": true, "email": false}));
+    assert_eq!(
+        prefs["broadcast"],
+        json!({"in_app": true, "email": false, "push": false})
+    );
     assert_eq!(
         prefs["payment.failed"],
-        json!({"in_app": true, "email": true})
+        json!({"in_app": true, "email": true, "push": false})
     );
 
     let r = put("/api/v1/notifications/preferences")
@@ -245,7 +248,7 @@ async fn preferences_decide_in_app_rows_and_e_mails() {
         .expect(200);
     assert_eq!(
         r.data()["preferences"]["broadcast"],
-        json!({"in_app": false, "email": false})
+        json!({"in_app": false, "email": false, "push": false})
     );
     let r = put("/api/v1/notifications/preferences")
         .token(&mailed.access)
@@ -255,7 +258,7 @@ async fn preferences_decide_in_app_rows_and_e_mails() {
         .expect(200);
     assert_eq!(
         r.data()["preferences"]["broadcast"],
-        json!({"in_app": true, "email": true})
+        json!({"in_app": true, "email": true, "push": false})
     );
     // A later change of one field keeps the other.
     put("/api/v1/notifications/preferences")
@@ -271,7 +274,7 @@ async fn preferences_decide_in_app_rows_and_e_mails() {
         .expect(200);
     assert_eq!(
         again.data()["preferences"]["broadcast"],
-        json!({"in_app": true, "email": true})
+        json!({"in_app": true, "email": true, "push": false})
     );
 
     let r = put("/api/v1/notifications/preferences")
