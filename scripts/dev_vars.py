@@ -56,6 +56,16 @@ defaults = {
     "EMAIL_API_KEY": lambda: "SG.local-" + secrets.token_hex(12),
     "EMAIL_FROM": lambda: "no-reply@tenantry.local",
     "APP_BASE_URL": lambda: "http://localhost:5173",
+    # Sign in with Google and GitHub against the mock's stand-in provider (/oauth/...; its
+    # client credentials are fixed in scripts/oauth_standin.py), returning to the frontend.
+    "OAUTH_GOOGLE_CLIENT_ID": lambda: "tenantry-local-google",
+    "OAUTH_GOOGLE_CLIENT_SECRET": lambda: "local-google-secret",
+    "OAUTH_GOOGLE_ISSUER": lambda: args.mock_url + "/oauth/google",
+    "OAUTH_GITHUB_CLIENT_ID": lambda: "tenantry-local-github",
+    "OAUTH_GITHUB_CLIENT_SECRET": lambda: "local-github-secret",
+    "OAUTH_GITHUB_BASE": lambda: args.mock_url + "/oauth/github",
+    "OAUTH_GITHUB_API_BASE": lambda: args.mock_url + "/oauth/github/api",
+    "OAUTH_REDIRECT_ALLOW": lambda: "http://localhost:5173/oauth/callback",
 }
 
 existing = set()
