@@ -198,7 +198,7 @@ pub fn check_claims(claims: &Value, x: &Expected) -> Result<Identity, Rejection>
         return Err(Rejection::Audience);
     }
     let exp = claims.get("exp").and_then(Value::as_i64);
-    if !exp.is_some_and(|exp| exp + LEEWAY_SECS > x.now_secs) {
+    if exp.is_none_or(|exp| exp + LEEWAY_SECS <= x.now_secs) {
         return Err(Rejection::Expired);
     }
     if claims
