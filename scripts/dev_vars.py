@@ -76,6 +76,16 @@ defaults = {
     # mock's /push/<id> stands in for a push service (EGRESS_ALLOW lets the workers reach it).
     "VAPID_PRIVATE_KEY": vapid_private_key,
     "VAPID_SUBJECT": lambda: "mailto:admin@tenantry.local",
+    # Sign in with Google and GitHub against the mock's stand-in provider (/oauth/...; its
+    # client credentials are fixed in scripts/oauth_standin.py), returning to the frontend.
+    "OAUTH_GOOGLE_CLIENT_ID": lambda: "tenantry-local-google",
+    "OAUTH_GOOGLE_CLIENT_SECRET": lambda: "local-google-secret",
+    "OAUTH_GOOGLE_ISSUER": lambda: args.mock_url + "/oauth/google",
+    "OAUTH_GITHUB_CLIENT_ID": lambda: "tenantry-local-github",
+    "OAUTH_GITHUB_CLIENT_SECRET": lambda: "local-github-secret",
+    "OAUTH_GITHUB_BASE": lambda: args.mock_url + "/oauth/github",
+    "OAUTH_GITHUB_API_BASE": lambda: args.mock_url + "/oauth/github/api",
+    "OAUTH_REDIRECT_ALLOW": lambda: "http://localhost:5173/oauth/callback",
 }
 
 existing = set()

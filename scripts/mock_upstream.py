@@ -63,6 +63,9 @@ Stripe API (STRIPE_API_BASE points at /stripe; calls recorded under "stripe" wit
   param?}}. Test triggers: a customer id starting "cus_missing", price "price_missing", charge
   "ch_missing" or subscription "sub_missing" -> 400/404 resource_missing; a customer id starting
   "cus_down" or a customer_email starting "stripe-down" -> 500 api_error.
+Sign in with Google and GitHub (OAUTH_GOOGLE_ISSUER=…/oauth/google, OAUTH_GITHUB_BASE=…/oauth/github,
+OAUTH_GITHUB_API_BASE=…/oauth/github/api): a stand-in OpenID provider and GitHub, described in
+scripts/oauth_standin.py (its clients, endpoints and the mock_* knobs for the bad cases).
 LLM providers (OPENAI_API_BASE=…/llm/openai, DEEPSEEK_API_BASE=…/llm/deepseek,
 ANTHROPIC_API_BASE=…/llm/anthropic, GEMINI_API_BASE=…/llm/gemini, an openai-compatible base
 …/llm/compatible; calls recorded under "llm-PROVIDER" with their headers):
@@ -97,6 +100,8 @@ import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import oauth_standin
 
 CALLS = {}
 LOCK = threading.Lock()
@@ -506,6 +511,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, {"calls": calls})
         if parts[:1] == ["stripe"]:
             return self.stripe(parts[1:], entry, raw, host)
+        if parts[:1] == ["oauth"]:
+            record("oauth", entry)
+            return oauth_standin.handle(self, parts[1:], urllib.parse.urlsplit(self.path).query, raw, host)
         if parts[:1] == ["llm"] and len(parts) >= 2:
             return self.llm(parts[1], parts[2:], entry, body)
         if len(parts) >= 2 and parts[0] == "redirect":

@@ -21,6 +21,7 @@ pub mod maintenance;
 pub mod media;
 pub mod messaging;
 pub mod notifications;
+pub mod oauth;
 pub mod optimize;
 pub mod platform;
 pub mod products;

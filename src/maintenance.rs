@@ -2,7 +2,8 @@
 //! their refresh tokens, request-log rows past retention, executions past their timeout, media
 //! jobs whose lease expired with no live holder, outbound sends whose claim ran out without an
 //! outcome (failed, never re-sent), multipart uploads idle for a day, and outbox rows whose
-//! direct send did not happen, and analytics events past `ANALYTICS_RETENTION_DAYS`.
+//! direct send did not happen, analytics events past `ANALYTICS_RETENTION_DAYS`, and sign-in
+//! codes and pending links a day past their expiry.
 
 use worker::Env;
 
@@ -35,6 +36,14 @@ pub async fn sweep(env: &Env) -> Result<()> {
                 &args![clock::rfc3339(now - API_LOG_RETENTION_DAYS * DAY_MS)],
             )?,
             crate::analytics::retention_stmt(&db, cfg.analytics_retention_days, now)?,
+            db.stmt(
+                "DELETE FROM oauth_codes WHERE expires_at < ?1",
+                &args![clock::rfc3339(now - DAY_MS)],
+            )?,
+            db.stmt(
+                "DELETE FROM oauth_pending_links WHERE expires_at < ?1",
+                &args![clock::rfc3339(now - DAY_MS)],
+            )?,
         ])
         .await?;
     let timed_out = crate::workflows::fail_timed_out(env, &cfg, now).await?;
@@ -49,7 +58,7 @@ pub async fn sweep(env: &Env) -> Result<()> {
     let outbox_sent = outbox::flush(env, &db, now).await?;
     worker::console_log!(
         "{}",
-        serde_json::json!({"level": "info", "event": "sweep", "idempotency": counts[0], "refresh_tokens": counts[1], "api_logs": counts[2], "analytics_events": counts[3], "executions_timed_out": timed_out, "jobs_requeued": jobs_requeued, "jobs_failed": jobs_failed, "sends_unconfirmed": sends_unconfirmed, "uploads_aborted": uploads_aborted, "outbox_sent": outbox_sent})
+        serde_json::json!({"level": "info", "event": "sweep", "idempotency": counts[0], "refresh_tokens": counts[1], "api_logs": counts[2], "analytics_events": counts[3], "oauth_codes": counts[4], "oauth_links": counts[5], "executions_timed_out": timed_out, "jobs_requeued": jobs_requeued, "jobs_failed": jobs_failed, "sends_unconfirmed": sends_unconfirmed, "uploads_aborted": uploads_aborted, "outbox_sent": outbox_sent})
     );
     Ok(())
 }

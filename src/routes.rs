@@ -16,6 +16,7 @@ pub fn all() -> Vec<Route> {
     routes.extend(crate::health::routes());
     routes.extend(crate::docs::routes());
     routes.extend(crate::auth::routes());
+    routes.extend(crate::oauth::routes());
     routes.extend(crate::users::routes());
     routes.extend(crate::apikeys::routes());
     routes.extend(crate::tenants::routes());

@@ -79,7 +79,7 @@ fn invalid_credentials() -> AppError {
     )
 }
 
-fn suspended() -> AppError {
+pub(crate) fn suspended() -> AppError {
     AppError::Forbidden(
         "account_suspended",
         "This account or its organisation is suspended.".into(),
@@ -224,11 +224,68 @@ async fn register(cx: Ctx) -> Result<Reply> {
         ));
     }
     let password_hash = password::hash(&password).await?;
+    let created = create_owner(
+        &cx,
+        &db,
+        NewOwner {
+            email,
+            full_name,
+            org_name,
+            slug,
+            password_hash,
+        },
+        "auth.register",
+        |_, _| Ok(Vec::new()),
+    )
+    .await?;
+    created.reply(&cx, 201)
+}
+
+/// A new organisation and its owner, as registration makes them (also a first sign-in with
+/// Google or GitHub, whose owner has no password).
+pub(crate) struct NewOwner {
+    pub email: String,
+    pub full_name: String,
+    pub org_name: String,
+    pub slug: String,
+    /// A PBKDF2 hash, or `password::NO_PASSWORD` for an account that signs in elsewhere.
+    pub password_hash: String,
+}
+
+pub(crate) struct Created {
+    pub user: User,
+    pub tenant: Tenant,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+impl Created {
+    pub(crate) fn reply(self, cx: &Ctx, status: u16) -> Result<Reply> {
+        token_response(
+            cx,
+            status,
+            self.user,
+            self.tenant,
+            self.access_token,
+            self.refresh_token,
+        )
+    }
+}
+
+/// Creates the tenant, its owner and their first session in one batch, with the audit entry
+/// `action` and the statements `extra` makes for the new (tenant id, user id).
+pub(crate) async fn create_owner(
+    cx: &Ctx,
+    db: &crate::platform::db::Db,
+    owner: NewOwner,
+    action: &'static str,
+    extra: impl FnOnce(&str, &str) -> Result<Vec<worker::D1PreparedStatement>>,
+) -> Result<Created> {
     let tenant_id = ids::new_id("ten");
     let user_id = ids::new_id("usr");
     let now = cx.now();
     let fields = TenantFields {
-        name: Some(org_name),
+        name: Some(owner.org_name),
         plan: Some(Plan::Free),
         status: Some("active".into()),
         subscription_amount: Some(0.0),
@@ -236,38 +293,37 @@ async fn register(cx: Ctx) -> Result<Reply> {
         subscription_end_date: None,
         quota_overrides: None,
     };
-    let issued = session::start(&cx, &db, &user_id, &tenant_id, "owner")?;
+    let issued = session::start(cx, db, &user_id, &tenant_id, "owner")?;
     let mut stmts = vec![
-        tenants::db::insert_stmt(&db, &tenant_id, &slug, &fields, &now)?,
+        tenants::db::insert_stmt(db, &tenant_id, &owner.slug, &fields, &now)?,
         db.stmt(
             "INSERT INTO users (id, tenant_id, email, full_name, role, status, password_hash, \
              created_at, updated_at, last_login) VALUES (?1, ?2, ?3, ?4, 'owner', 'active', ?5, ?6, ?6, ?6)",
-            &args![user_id.as_str(), tenant_id.as_str(), email.as_str(), full_name, password_hash, now.as_str()],
+            &args![user_id.as_str(), tenant_id.as_str(), owner.email.as_str(), owner.full_name, owner.password_hash, now.as_str()],
         )?,
     ];
     stmts.extend(issued.stmts);
+    stmts.extend(extra(&tenant_id, &user_id)?);
     stmts.push(
-        audit::entry(&cx, "auth.register")
+        audit::entry(cx, action)
             .tenant(tenant_id.as_str())
-            .actor(Some(user_id.clone()), Some(email.clone()))
+            .actor(Some(user_id.clone()), Some(owner.email.clone()))
             .target("tenant", tenant_id.as_str())
-            .stmt(&db)?,
+            .stmt(db)?,
     );
     db.batch(stmts).await?;
-    let user = users::db::get(&db, &tenant_id, &user_id)
+    let user = users::db::get(db, &tenant_id, &user_id)
         .await?
         .ok_or_else(|| AppError::Internal("registered user vanished".into()))?;
-    let tenant = tenants::db::get(&db, &tenant_id)
+    let tenant = tenants::db::get(db, &tenant_id)
         .await?
         .ok_or_else(|| AppError::Internal("registered tenant vanished".into()))?;
-    token_response(
-        &cx,
-        201,
+    Ok(Created {
         user,
         tenant,
-        issued.access_token,
-        issued.refresh_token,
-    )
+        access_token: issued.access_token,
+        refresh_token: issued.refresh_token,
+    })
 }
 
 async fn login(cx: Ctx) -> Result<Reply> {

@@ -9,6 +9,11 @@ use crate::platform::error::{AppError, Result};
 
 pub const ITERATIONS: u32 = 100_000;
 
+/// The stored "hash" of an account without a password (made by a first sign-in with Google or
+/// GitHub): not of the stored form, so `verify` never accepts any password for it, and
+/// password log-in answers such an account as it answers a wrong password.
+pub const NO_PASSWORD: &str = "!none";
+
 /// Checked against when the e-mail is unknown, so both paths cost one PBKDF2 run.
 pub const DUMMY_HASH: &str =
     "pbkdf2_sha256$100000$AAAAAAAAAAAAAAAAAAAAAA$3Vx0uBzyFvIOHTbWaCbzHDCkCAR2ptSMLeDJRjcnbsE";
@@ -81,6 +86,11 @@ mod tests {
             })
         );
         assert!(parse(DUMMY_HASH).is_some());
+    }
+
+    #[test]
+    fn an_account_without_a_password_never_parses() {
+        assert!(parse(NO_PASSWORD).is_none());
     }
 
     #[test]

@@ -96,6 +96,7 @@ fn component_schemas() -> Vec<(String, Value)> {
         Broadcast, BroadcastResult, MarkedRead, Notification, NotificationPreferences,
         NotificationStats, NotificationTypeStats, PutNotificationPreferences, UnreadCount,
     };
+    use crate::oauth::model::{ExchangeRequest, Identity, LinkRequest};
     use crate::optimize::adapters::ProviderUsage;
     use crate::optimize::batches::{
         BatchInput, BatchItem, BatchStatus, CreateBatch, ItemStatus, OptimizeBatch,
@@ -146,6 +147,9 @@ fn component_schemas() -> Vec<(String, Value)> {
         ChangePasswordRequest,
         TokenResponse,
         MeResponse,
+        ExchangeRequest,
+        LinkRequest,
+        Identity,
         User,
         UpdateUser,
         Tenant,

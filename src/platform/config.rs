@@ -55,6 +55,65 @@ pub struct Config {
     /// Web push signing (`VAPID_PRIVATE_KEY`, `VAPID_SUBJECT`); unset: nothing is pushed and
     /// `GET /notifications/push-key` answers 503.
     pub push: Option<crate::push::keys::Vapid>,
+    /// Sign in with Google and GitHub.
+    pub oauth: OAuth,
+}
+
+/// A provider's OAuth client: both halves set, or the provider is not offered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuthClient {
+    pub id: String,
+    pub secret: String,
+}
+
+/// Social sign-in settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuth {
+    /// `OAUTH_GOOGLE_CLIENT_ID` + `OAUTH_GOOGLE_CLIENT_SECRET`.
+    pub google: Option<OAuthClient>,
+    /// `OAUTH_GITHUB_CLIENT_ID` + `OAUTH_GITHUB_CLIENT_SECRET`.
+    pub github: Option<OAuthClient>,
+    /// `OAUTH_GOOGLE_ISSUER` (default `https://accounts.google.com`): endpoints and JWKS come
+    /// from its `/.well-known/openid-configuration`; ID tokens must name it as `iss`.
+    pub google_issuer: String,
+    /// `OAUTH_GITHUB_BASE` (default `https://github.com`): `/login/oauth/authorize` and
+    /// `/login/oauth/access_token`.
+    pub github_base: String,
+    /// `OAUTH_GITHUB_API_BASE` (default `https://api.github.com`): `/user`, `/user/emails`.
+    pub github_api_base: String,
+    /// `OAUTH_REDIRECT_ALLOW`: the frontend URLs a flow may return to (exact match).
+    pub redirect_allow: Vec<String>,
+    /// `API_BASE_URL`, when set: the public origin the providers call back (else the request's).
+    pub public_base: Option<String>,
+}
+
+fn oauth_client(env: &Env, provider: &str) -> Option<OAuthClient> {
+    Some(OAuthClient {
+        id: var(env, &format!("OAUTH_{provider}_CLIENT_ID"))?
+            .trim()
+            .to_string(),
+        secret: var(env, &format!("OAUTH_{provider}_CLIENT_SECRET"))?
+            .trim()
+            .to_string(),
+    })
+}
+
+fn base_url(env: &Env, name: &str, default: &str) -> String {
+    var(env, name)
+        .unwrap_or_else(|| default.into())
+        .trim()
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// `OAUTH_REDIRECT_ALLOW`: comma-separated, each kept exactly as written (only the spaces
+/// around the commas are dropped), since a redirect URI must match one to the byte.
+pub fn parse_exact_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Outbound e-mail (SendGrid v3 shape) and the links in it.
@@ -295,6 +354,18 @@ impl Config {
                 var(env, "VAPID_SUBJECT").as_deref(),
             )
             .map_err(|e| AppError::Internal(format!("config: {e}")))?,
+            oauth: OAuth {
+                google: oauth_client(env, "GOOGLE"),
+                github: oauth_client(env, "GITHUB"),
+                google_issuer: base_url(env, "OAUTH_GOOGLE_ISSUER", "https://accounts.google.com"),
+                github_base: base_url(env, "OAUTH_GITHUB_BASE", "https://github.com"),
+                github_api_base: base_url(env, "OAUTH_GITHUB_API_BASE", "https://api.github.com"),
+                redirect_allow: parse_exact_list(
+                    &var(env, "OAUTH_REDIRECT_ALLOW").unwrap_or_default(),
+                ),
+                public_base: var(env, "API_BASE_URL")
+                    .map(|b| b.trim().trim_end_matches('/').to_string()),
+            },
         })
     }
 }
@@ -322,6 +393,14 @@ mod tests {
         assert_eq!(
             parse_origins(" https://a.example/ ,, http://localhost:3000"),
             vec!["https://a.example", "http://localhost:3000"]
+        );
+    }
+
+    #[test]
+    fn redirect_allow_entries_keep_their_exact_text() {
+        assert_eq!(
+            parse_exact_list(" https://app.example/cb/ ,,http://localhost:5173/x?a=1"),
+            vec!["https://app.example/cb/", "http://localhost:5173/x?a=1"]
         );
     }
 

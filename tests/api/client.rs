@@ -91,6 +91,7 @@ pub struct Req {
     body: Option<Vec<u8>>,
     content_type: Option<String>,
     headers: Vec<(String, String)>,
+    follow_redirects: bool,
 }
 
 pub fn req(method: &str, path: &str) -> Req {
@@ -101,6 +102,7 @@ pub fn req(method: &str, path: &str) -> Req {
         body: None,
         content_type: None,
         headers: Vec::new(),
+        follow_redirects: true,
     }
 }
 
@@ -143,6 +145,12 @@ impl Req {
         self
     }
 
+    /// Answers a 3xx as it is (its `Location` to read) instead of following it.
+    pub fn no_redirects(mut self) -> Req {
+        self.follow_redirects = false;
+        self
+    }
+
     #[allow(clippy::await_holding_lock)] // see TRAFFIC
     pub async fn send(self) -> Resp {
         // Requests of the burst itself (same thread) pass; everyone else waits for it.
@@ -152,7 +160,14 @@ impl Req {
             Some(TRAFFIC.read().unwrap_or_else(|e| e.into_inner()))
         };
         let attempt = || {
-            let client = reqwest::Client::new();
+            let client = if self.follow_redirects {
+                reqwest::Client::new()
+            } else {
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .expect("a reqwest client")
+            };
             let mut rb = client.request(
                 self.method.clone(),
                 format!("{}{}", server().base, self.path),

@@ -134,7 +134,12 @@ fn start() -> Server {
          PROVIDER_TIMEOUT_SECS=\"3\"\nEMAIL_API_URL=\"{mock}/email/v3/mail/send\"\n\
          EMAIL_API_KEY=\"SG.harness-key-5e7d\"\nEMAIL_FROM=\"no-reply@test.local\"\n\
          APP_BASE_URL=\"https://app.example.com\"\nEXPORT_MAX_ROWS=\"1500\"\nVAPID_PRIVATE_KEY=\"{}\"\n\
-         VAPID_SUBJECT=\"{VAPID_SUBJECT}\"\n{}",
+         VAPID_SUBJECT=\"{VAPID_SUBJECT}\"\n\
+         OAUTH_GOOGLE_CLIENT_ID=\"tenantry-local-google\"\nOAUTH_GOOGLE_CLIENT_SECRET=\"local-google-secret\"\n\
+         OAUTH_GOOGLE_ISSUER=\"{mock}/oauth/google\"\nOAUTH_GITHUB_CLIENT_ID=\"tenantry-local-github\"\n\
+         OAUTH_GITHUB_CLIENT_SECRET=\"local-github-secret\"\nOAUTH_GITHUB_BASE=\"{mock}/oauth/github\"\n\
+         OAUTH_GITHUB_API_BASE=\"{mock}/oauth/github/api\"\n\
+         OAUTH_REDIRECT_ALLOW=\"https://app.example.com/oauth/done,https://app.example.com/oauth/other?from=test\"\n{}",
         random_hex(32),
         vapid_private_key(),
         crate::EXTRA_VARS

@@ -26,6 +26,7 @@ mod messaging;
 mod messaging_hardening;
 mod notifications;
 mod notify_hooks;
+mod oauth;
 mod ops;
 mod optimize;
 mod profile;
