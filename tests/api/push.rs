@@ -523,3 +523,74 @@ async fn another_users_subscription_is_not_found() {
         .problem(404, "not_found");
     assert!(subscriptions(&owner).await.is_empty());
 }
+
+/// Issue 18's end to end: a shop records a receipt and a sale, sees the stock and the
+/// low-stock alert, and the owner's subscribed browser receives the alert as an encrypted push
+/// when the stock reaches its reorder level.
+#[tokio::test]
+async fn reaching_the_reorder_level_pushes_the_low_stock_alert_to_a_subscribed_browser() {
+    let owner = register().await;
+    let browser = Browser::new("ok");
+    subscribe(&owner, &browser).await.expect(201);
+    let r = put("/api/v1/notifications/preferences")
+        .token(&owner.access)
+        .json(json!({"preferences": {"inventory.low_stock": {"push": true}}}))
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(r.data()["preferences"]["inventory.low_stock"]["push"], true);
+
+    let p = post("/api/v1/products")
+        .token(&owner.access)
+        .json(
+            json!({"name": format!("Kyoto mug {}", unique()), "sku": format!("KM-{}", unique()),
+                     "price": 1800, "currency": "EUR", "quantity": 0, "reorder_level": 3}),
+        )
+        .send()
+        .await
+        .expect(201);
+    let pid = p.data()["id"].as_str().unwrap().to_string();
+    let moves = format!("/api/v1/products/{pid}/movements");
+    for (kind, quantity, after) in [("receipt", 10, 10), ("sale", 4, 6)] {
+        let m = post(&moves)
+            .token(&owner.access)
+            .json(json!({"kind": kind, "quantity": quantity}))
+            .send()
+            .await
+            .expect(201);
+        assert_eq!(m.data()["quantity_after"], after, "{kind}");
+    }
+    assert!(
+        pushes(&browser, 0, 1).await.is_empty(),
+        "above the level nothing is pushed"
+    );
+
+    // The sale that reaches the level: an in-app alert and one encrypted push of it.
+    post(&moves)
+        .token(&owner.access)
+        .json(json!({"kind": "sale", "quantity": 3}))
+        .send()
+        .await
+        .expect(201);
+    let got = get(&format!("/api/v1/products/{pid}"))
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(got.data()["quantity"], 3);
+    let alerts = get("/api/v1/notifications?type=inventory.low_stock")
+        .token(&owner.access)
+        .send()
+        .await
+        .expect(200);
+    let alert = alerts.data()[0].clone();
+    assert_eq!(alert["data"]["product_id"], pid.as_str());
+
+    let call = &pushes(&browser, 1, 20).await[0];
+    let body = STANDARD.decode(call["body_b64"].as_str().unwrap()).unwrap();
+    let plain: Value = serde_json::from_slice(&browser.decrypt(&body)).unwrap();
+    assert_eq!(plain["id"], alert["id"]);
+    assert_eq!(plain["type"], "inventory.low_stock");
+    assert_eq!(plain["data"]["quantity"], 3);
+    verified_vapid(call, &push_key().await);
+}
