@@ -1,8 +1,9 @@
-//! The TypeScript client (`clients/typescript`, `@tenantry/client`) against this worker: its
-//! Node tests (`node --test`, compiled with the package's pinned `typescript`) log in, refresh
-//! after expiry, page, replay an idempotent create, read a 422 as a typed error and receive a
-//! live notification. This test makes their tenant, forges the expired token they refresh
-//! from, and fails with their output when they do.
+//! The TypeScript client (`clients/typescript`, `@tenantry/client`) against this worker: the
+//! document its types come from is the one the worker serves, and its Node tests (`node --test`,
+//! compiled with the package's pinned `typescript`) log in, refresh after expiry, page, replay an
+//! idempotent create, read a 422 as a typed error and receive a live notification. This test
+//! makes their tenant, forges the expired token they refresh from, and fails with their output
+//! when they do.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -52,6 +53,20 @@ fn output(what: &str, out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+#[tokio::test]
+async fn the_committed_openapi_document_is_the_one_the_worker_serves() {
+    let served = get("/openapi.json").send().await.expect(200);
+    let committed: Value = serde_json::from_slice(
+        &std::fs::read(root().join("clients/typescript/openapi.json"))
+            .expect("clients/typescript/openapi.json"),
+    )
+    .expect("the committed document is JSON");
+    assert!(
+        served.body == committed,
+        "the worker serves another document than clients/typescript/openapi.json: run `make build` and `make client`"
+    );
 }
 
 #[tokio::test]
