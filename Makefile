@@ -21,13 +21,17 @@ export ESBUILD_BIN := $(CURDIR)/node_modules/.bin/esbuild
 export WASM_OPT_BIN := $(CURDIR)/node_modules/.bin/wasm-opt
 WRANGLER := $(CURDIR)/node_modules/.bin/wrangler
 SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui.css favicon-32x32.png LICENSE
+# The TypeScript client (@tenantry/client) and how its types are generated.
+CLIENT := clients/typescript
+OPENAPI_TS := $(CURDIR)/$(CLIENT)/node_modules/.bin/openapi-typescript
 
-.PHONY: help tools build dev-vars migrate seed dev test unit integration browser check bench bench-tools compare fuzz deploy-check admin clean
+.PHONY: help tools build dev-vars migrate seed dev test unit integration browser client client-deps client-check check bench bench-tools compare fuzz deploy-check admin clean
 
 help:
 	@echo "make dev    set up (tools, secrets, build, migrate, seed) and serve on http://localhost:$(PORT)"
 	@echo "make test   set up, then unit, integration and browser tests against fresh local state"
 	@echo "make check  cargo fmt --check and clippy -D warnings"
+	@echo "make client regenerate the TypeScript client's types (clients/typescript) from the routes"
 	@echo "make bench  bundle size and throughput ratios (writes bench/results/latest.json)"
 	@echo "make admin  create the first platform admin in the deployed D1 (EMAIL=you@example.com)"
 
@@ -92,7 +96,7 @@ dev: build seed
 
 ## test: unit tests natively, then the integration suite against a worker it starts itself
 ## (fresh --persist-to state in a temp dir, migrated and seeded by the harness).
-test: build dev-vars unit integration browser
+test: build dev-vars client-check unit integration browser
 
 unit:
 	cargo test --lib
@@ -100,6 +104,27 @@ unit:
 integration:
 	cargo test --test api -- --test-threads 4
 	cargo test --test jobs
+
+## client: the TypeScript client regenerated from the current routes: the OpenAPI document built
+## natively with no server (examples/openapi.rs), then its types (openapi-typescript, pinned).
+client: client-deps
+	cargo run --quiet --example openapi > $(CLIENT)/openapi.json
+	cd $(CLIENT) && $(OPENAPI_TS) openapi.json --output src/schema.ts
+
+client-deps:
+	@if [ ! -x $(OPENAPI_TS) ] || [ $(CLIENT)/package-lock.json -nt $(CLIENT)/node_modules/.package-lock.json ]; then \
+	  cd $(CLIENT) && npm ci --no-audit --no-fund; fi
+
+## client-check: the committed client is what `make client` makes from today's routes (a route
+## whose schema changed without `make client` fails here), and the package and its example
+## type-check. Its tests against a worker are tests/api/ts_client.rs.
+client-check: client-deps
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	cargo run --quiet --example openapi > "$$tmp/openapi.json" && \
+	(cd $(CLIENT) && $(OPENAPI_TS) "$$tmp/openapi.json" --output "$$tmp/schema.ts" > /dev/null) && \
+	if ! diff -u $(CLIENT)/openapi.json "$$tmp/openapi.json" || ! diff -u $(CLIENT)/src/schema.ts "$$tmp/schema.ts"; then \
+	  echo "$(CLIENT) is out of date with the routes: run 'make client' and commit the result"; exit 1; fi
+	cd $(CLIENT) && node_modules/.bin/tsc --noEmit -p tsconfig.json
 
 ## browser: the served pages (/docs) in Debian's Chromium, against a worker of their own.
 browser:

@@ -583,6 +583,39 @@ pub fn openapi_path(path: &str) -> String {
         .join("/")
 }
 
+/// Marks free-form objects (`"type": "object"` with no `properties`: attributes, config,
+/// `input_data`, …) `additionalProperties: true`. JSON Schema already means that, but
+/// generators read a bare object as an empty one (openapi-typescript: `Record<string, never>`),
+/// which would refuse every key a client sends.
+fn mark_free_form_objects(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let is_object = match map.get("type") {
+                Some(Value::String(t)) => t == "object",
+                Some(Value::Array(ts)) => ts.iter().any(|t| t == "object"),
+                _ => false,
+            };
+            let shaped = [
+                "properties",
+                "additionalProperties",
+                "patternProperties",
+                "allOf",
+                "oneOf",
+                "anyOf",
+                "$ref",
+            ]
+            .iter()
+            .any(|k| map.contains_key(*k));
+            if is_object && !shaped {
+                map.insert("additionalProperties".into(), Value::Bool(true));
+            }
+            map.values_mut().for_each(mark_free_form_objects);
+        }
+        Value::Array(items) => items.iter_mut().for_each(mark_free_form_objects),
+        _ => {}
+    }
+}
+
 pub fn document() -> Value {
     let mut paths = Map::new();
     for route in crate::routes::table()
@@ -596,7 +629,7 @@ pub fn document() -> Value {
         item[route.method.as_str().to_lowercase()] = operation(route);
     }
     let schemas: Map<String, Value> = component_schemas().into_iter().collect();
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Tenantry API",
@@ -616,7 +649,9 @@ pub fn document() -> Value {
                 "X-Request-Id": {"description": "Echoed or generated request id", "schema": {"type": "string"}}
             }
         }
-    })
+    });
+    mark_free_form_objects(&mut doc);
+    doc
 }
 
 async fn openapi(_cx: Ctx) -> Result<Reply> {
@@ -708,6 +743,38 @@ mod tests {
                 "schema {name} is referenced but not defined"
             );
         }
+    }
+
+    #[test]
+    fn free_form_objects_take_any_member_and_shaped_ones_are_left_alone() {
+        let mut v = json!({
+            "a": {"type": "object"},
+            "b": {"type": ["object", "null"], "description": "x"},
+            "c": {"type": "object", "properties": {"type": {"type": "string"}}},
+            "d": {"type": "object", "additionalProperties": false},
+            "e": {"allOf": [{"type": "object"}, {"$ref": "#/components/schemas/X"}]},
+            "f": {"type": "string"},
+        });
+        mark_free_form_objects(&mut v);
+        assert_eq!(v["a"]["additionalProperties"], true);
+        assert_eq!(v["b"]["additionalProperties"], true);
+        assert!(v["c"].get("additionalProperties").is_none());
+        assert!(v["c"]["properties"]["type"]
+            .get("additionalProperties")
+            .is_none());
+        assert_eq!(v["d"]["additionalProperties"], false);
+        assert!(v["e"].get("additionalProperties").is_none());
+        assert_eq!(v["e"]["allOf"][0]["additionalProperties"], true);
+        assert!(v["f"].get("additionalProperties").is_none());
+    }
+
+    #[test]
+    fn the_document_has_no_bare_object_schema() {
+        let text = document().to_string();
+        assert!(
+            !text.contains(r#"{"type":"object"}"#),
+            "a bare object is left"
+        );
     }
 
     #[test]

@@ -73,6 +73,12 @@ pub async fn exclusive<T>(burst: impl std::future::Future<Output = T>) -> T {
     out
 }
 
+/// Holds the ordinary side of `TRAFFIC` for requests that do not go through `send` (a child
+/// process such as the TypeScript client's tests): bursts wait until the guard is dropped.
+pub fn ordinary_traffic() -> std::sync::RwLockReadGuard<'static, ()> {
+    TRAFFIC.read().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs `f` (SQL on the worker's local D1 from outside, see `Server::d1`) while no test
 /// request is in flight: the runtime's SQLite answers SQLITE_BUSY instead of waiting when
 /// another process holds the database, which would fail an unrelated test's request.

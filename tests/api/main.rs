@@ -38,5 +38,6 @@ mod support;
 mod teams;
 mod tenants;
 mod tokens;
+mod ts_client;
 mod users;
 mod workflows;
