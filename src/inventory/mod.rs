@@ -481,13 +481,20 @@ async fn rename(cx: Ctx) -> Result<Reply> {
     };
     let db = cx.db()?;
     let tenant_id = cx.tenant_id()?;
+    #[derive(serde::Deserialize)]
+    struct Renamed {
+        #[allow(dead_code)]
+        id: String,
+    }
+    // Counted from RETURNING: D1's changed-row count includes the search index's trigger writes.
     let moved = db
-        .run(
+        .all::<Renamed>(
             "UPDATE products SET category = ?3, updated_at = ?4 \
-             WHERE tenant_id = ?1 AND category = ?2",
+             WHERE tenant_id = ?1 AND category = ?2 RETURNING id",
             &args![tenant_id, from.as_str(), to.as_str(), cx.now()],
         )
-        .await?;
+        .await?
+        .len() as u64;
     if moved == 0 {
         return Err(AppError::NotFound);
     }

@@ -118,7 +118,7 @@ pub fn raised(result: &D1Result) -> Result<bool> {
 
 /// Whether the `apply` insert's result is a recorded movement.
 pub fn moved(result: &D1Result) -> bool {
-    db::changes(result) == 1
+    db::changes(result) > 0
 }
 
 /// What the low-stock alert says about a product.

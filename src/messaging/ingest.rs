@@ -334,7 +334,8 @@ async fn apply_inbound(env: &Env, db: &Db, tenant_id: &str, m: &Inbound, now: &s
             )?,
         ])
         .await?;
-    if changes[0] == 1 {
+    // Any change means the insert happened (D1 counts the search index's trigger writes too).
+    if changes[0] > 0 {
         let message = store::message(db, tenant_id, &id).await?;
         live::publish(env, &conversation_id, "message.created", &message).await;
     }

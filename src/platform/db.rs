@@ -152,6 +152,8 @@ pub fn rows<T: DeserializeOwned>(result: &D1Result) -> Result<Vec<T>> {
 }
 
 /// The number of rows a statement's result says it changed (of `read_batch` results too).
+/// D1 counts rows written by triggers too (the search index's), so read it as "did the
+/// statement change anything" (`> 0`), never as an exact row count: count with `RETURNING`.
 pub fn changes(result: &worker::D1Result) -> u64 {
     result
         .meta()

@@ -296,7 +296,7 @@ async fn patch_preferences(cx: Ctx) -> Result<Reply> {
                 ],
             )
             .await?;
-        if changed == 1 {
+        if changed > 0 {
             // Written only once the swap took: a lost race leaves no entry for a change that
             // did not happen.
             audit::entry(&cx, "user.preferences_updated")
