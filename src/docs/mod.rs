@@ -364,16 +364,16 @@ fn success(route: &Route) -> (String, Value) {
                 headers["Location"] =
                     json!({"schema": {"type": "string"}, "description": "URL of the new resource"});
             }
+            let mut content = json!({"application/json": {"schema": {
+                "type": "object", "required": ["data"],
+                "properties": {"data": schema_ref(schema)}
+            }}});
+            if route.csv {
+                content["text/csv"] = json!({"schema": {"type": "string"}});
+            }
             (
                 status.to_string(),
-                json!({
-                    "description": "Success",
-                    "headers": headers,
-                    "content": {"application/json": {"schema": {
-                        "type": "object", "required": ["data"],
-                        "properties": {"data": schema_ref(schema)}
-                    }}}
-                }),
+                json!({"description": "Success", "headers": headers, "content": content}),
             )
         }
         ResponseDoc::List(schema) => {
@@ -406,7 +406,12 @@ fn success(route: &Route) -> (String, Value) {
                 .map(|t| {
                     (
                         t.to_string(),
-                        json!({"schema": {"type": "string", "format": "binary"}}),
+                        if *t == "application/json" {
+                            // One JSON array of the rows, whose columns depend on the type.
+                            json!({"schema": {"type": "array", "items": {"type": "object"}}})
+                        } else {
+                            json!({"schema": {"type": "string"}})
+                        },
                     )
                 })
                 .collect();

@@ -94,7 +94,7 @@ pub struct Route {
     pub rate: RateClass,
     /// Also listed in the OpenAPI document (aliases are not).
     pub documented: bool,
-    /// The list can also be downloaded as CSV (`?format=csv`).
+    /// The answer (a list or one object) can also be downloaded as CSV (`?format=csv`).
     pub csv: bool,
     /// Counts against a plan quota (monthly runs, storage): may answer 402 `quota_exceeded`.
     pub metered: bool,

@@ -7581,6 +7581,7 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["AuditReport"];
                     };
+                    "text/csv": string;
                 };
             };
             /** @description The request could not be read */
@@ -11866,7 +11867,9 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": string;
+                    "application/json": {
+                        [key: string]: unknown;
+                    }[];
                     "text/csv": string;
                 };
             };
