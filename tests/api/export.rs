@@ -187,15 +187,17 @@ async fn exports_carry_no_secret_columns() {
         .as_str()
         .unwrap()
         .to_string();
-    let stored = server().d1(&format!(
+    let sql = format!(
         "SELECT password_hash FROM users WHERE id = '{}'",
         owner.user_id
-    ));
+    );
+    let stored = d1_alone(move || server().d1(&sql)).await;
     let hash = stored[0]["password_hash"].as_str().unwrap().to_string();
-    let key_hash = server().d1(&format!(
+    let sql = format!(
         "SELECT key_hash FROM api_keys WHERE tenant_id = '{}'",
         owner.tenant_id
-    ))[0]["key_hash"]
+    );
+    let key_hash = d1_alone(move || server().d1(&sql)).await[0]["key_hash"]
         .as_str()
         .unwrap()
         .to_string();

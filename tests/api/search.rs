@@ -430,9 +430,8 @@ async fn a_rebuild_restores_the_tenants_documents_and_is_for_admins() {
     let p = product(&owner, &format!("{word} gin glass")).await;
     let o = product(&other, &format!("{word} other glass")).await;
     // The document goes missing (as after a partial restore).
-    server().d1(&format!(
-        "DELETE FROM search_documents WHERE ref_id IN ('{p}', '{o}')"
-    ));
+    let sql = format!("DELETE FROM search_documents WHERE ref_id IN ('{p}', '{o}')");
+    d1_alone(move || server().d1(&sql)).await;
     assert!(hits(&owner, &format!("q={word}")).await.is_empty());
 
     let member = add_user(&owner, "member").await;
